@@ -1,0 +1,47 @@
+package backends
+
+import (
+	"context"
+	"time"
+)
+
+// Descriptor is the static description of a backend; it does not change while
+// the backend is in the fleet.
+type Descriptor struct {
+	Name         string        // unique in the fleet, e.g. "h100-0"
+	Profile      *Profile      // hardware profile (shared, read-only)
+	Models       []string      // public model names it serves
+	Transport    string        // "emulated", "openai", ...
+	Site         string        // where it stands (datacenter, edge site)
+	RTT          time.Duration // network round trip from the gateway
+	PricePerHour float64       // effective price: the profile's unless overridden
+}
+
+// PricePerSecond is the effective price in USD per second.
+func (d *Descriptor) PricePerSecond() float64 { return d.PricePerHour / 3600 }
+
+// ServesModel reports whether the backend serves the named model.
+func (d *Descriptor) ServesModel(name string) bool {
+	for _, m := range d.Models {
+		if m == name {
+			return true
+		}
+	}
+	return false
+}
+
+// Backend executes requests on one accelerator endpoint: a whole GPU, a MIG
+// slice, a TPU host, an ASIC card, an edge node, or an emulated device.
+//
+// Implementations are safe for concurrent use. Do blocks until the request is
+// complete, ctx is done, or it fails. It honours ctx: when ctx ends it stops
+// the work (an upstream is told to stop generating) and returns ctx.Err()
+// wrapped. For streaming requests (req.Stream) it calls stream for each chunk
+// in order and stops with that error if stream returns one; stream is nil for
+// non-streaming requests. Errors are classified with the sentinels in
+// errors.go.
+type Backend interface {
+	Descriptor() *Descriptor
+	Do(ctx context.Context, req *Request, model *Model, stream StreamFunc) (*Result, error)
+	Close() error
+}
