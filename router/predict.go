@@ -1,0 +1,130 @@
+package router
+
+import (
+	"time"
+
+	"github.com/accelgate/accelgate/backends"
+)
+
+// DefaultExpectedOutputTokens is the output length placement plans for when
+// neither the request (max_tokens) nor the model config says otherwise.
+const DefaultExpectedOutputTokens = 256
+
+// Prediction is what placing a request on one backend is expected to cost.
+type Prediction struct {
+	Wait    time.Duration // queueing before the request's first step
+	TTFT    time.Duration // time to first token (LLM) or to the result
+	TPOT    time.Duration // mean time per output token after the first (LLM)
+	E2E     time.Duration // end to end, including the network round trip
+	Busy    time.Duration // accelerator time attributed to this request
+	CostUSD float64       // Busy × the backend's price per second
+}
+
+// Load is the work the gateway has placed on a backend and not yet seen
+// finish: the router's own books, updated by Place and Done.
+type Load struct {
+	Seqs      int           // LLM sequences (running or queued in the backend)
+	BatchWork time.Duration // predicted service time of placed batch requests
+	InFlight  int           // requests of any kind
+}
+
+// Predictor estimates a request's latency and cost on one backend under its
+// current load. It must be pure and must not allocate: Place calls it once per
+// candidate on every request. The router issue replaces the profile-based
+// predictor with a learned one behind this interface.
+type Predictor interface {
+	Predict(req *backends.Request, m *backends.Model, d *backends.Descriptor, l Load) Prediction
+}
+
+// ProfilePredictor predicts from the hardware profile alone: the latency
+// models in backends.Profile plus the router's books plus the round trip.
+//
+// LLM (continuous batching, s = the request's sequences, n = Seqs + s active
+// after admission, capped at MaxConcurrency):
+//
+//	wait = 0 while n fits the slots, else (excess / MaxConcurrency) × O × DecodeStep(max)
+//	TTFT = RTT + wait + PrefillTime(prompt tokens)
+//	TPOT = DecodeStep(n)
+//	E2E  = TTFT + (O − 1) × TPOT
+//	Busy = PrefillTime(prompt) + s × O × DecodeStep(n) / n
+//
+// Batch classes (vision, embeddings; one batch per request until the batcher
+// merges requests): wait = BatchWork / executors, service = BatchTime(items,
+// tokens), E2E = RTT + wait + service, Busy = service.
+type ProfilePredictor struct{}
+
+var _ Predictor = ProfilePredictor{}
+
+// Predict implements Predictor.
+func (ProfilePredictor) Predict(req *backends.Request, m *backends.Model, d *backends.Descriptor, l Load) Prediction {
+	var p Prediction
+	switch req.Op {
+	case backends.OpChat, backends.OpCompletion:
+		lm := d.Profile.LLM
+		if lm == nil {
+			return infeasible()
+		}
+		def := m.ExpectedOutputTokens
+		if def <= 0 {
+			def = DefaultExpectedOutputTokens
+		}
+		o := req.ExpectedOutputTokens(def)
+		if o < 1 {
+			o = 1
+		}
+		s := req.Sequences()
+		n := l.Seqs + s
+		if n > lm.MaxConcurrency {
+			excess := n - lm.MaxConcurrency
+			life := time.Duration(o) * lm.DecodeStep(lm.MaxConcurrency)
+			p.Wait = time.Duration(float64(life) * float64(excess) / float64(lm.MaxConcurrency))
+			n = lm.MaxConcurrency
+		}
+		prefill := lm.PrefillTime(req.EstInputTokens)
+		step := lm.DecodeStep(n)
+		p.TTFT = d.RTT + p.Wait + prefill
+		p.TPOT = step
+		p.E2E = p.TTFT + time.Duration(o-1)*step
+		p.Busy = prefill + time.Duration(float64(s)*float64(o)*float64(step)/float64(n))
+	default:
+		var bm *backends.BatchModel
+		if req.Op == backends.OpEmbedding {
+			bm = d.Profile.Embedding
+		} else {
+			bm = d.Profile.Vision
+		}
+		if bm == nil {
+			return infeasible()
+		}
+		items := req.Rows
+		if items < 1 {
+			items = 1
+		}
+		var service time.Duration
+		tokens := req.EstInputTokens
+		for rest := items; rest > 0; rest -= bm.MaxBatch {
+			b := min(rest, bm.MaxBatch)
+			service += bm.BatchTime(b, tokens*b/items)
+		}
+		p.Wait = l.BatchWork / time.Duration(bm.Parallelism())
+		p.TTFT = d.RTT + p.Wait + service
+		p.E2E = p.TTFT
+		p.Busy = service
+	}
+	p.CostUSD = p.Busy.Seconds() * d.PricePerSecond()
+	return p
+}
+
+// infeasible is the prediction for hardware that cannot run the request.
+func infeasible() Prediction {
+	const never = time.Duration(1<<62 - 1)
+	return Prediction{Wait: never, TTFT: never, TPOT: never, E2E: never, Busy: never, CostUSD: 1e300}
+}
+
+// charge is the work a placed request adds to a backend's books.
+func charge(req *backends.Request, p Prediction) Load {
+	if req.Op == backends.OpChat || req.Op == backends.OpCompletion {
+		return Load{Seqs: req.Sequences(), InFlight: 1}
+	}
+	return Load{BatchWork: p.Busy, InFlight: 1}
+}
