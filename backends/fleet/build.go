@@ -1,0 +1,130 @@
+package fleet
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/accelgate/accelgate/backends"
+	"github.com/accelgate/accelgate/backends/catalog"
+	"github.com/accelgate/accelgate/backends/emulator"
+	"github.com/accelgate/accelgate/backends/upstream"
+	"github.com/accelgate/accelgate/router"
+)
+
+// Fleet is a built fleet: what the gateway serves.
+type Fleet struct {
+	// Models maps public model names to their settings (read-only).
+	Models map[string]*backends.Model
+	// ModelOrder lists the models in file order.
+	ModelOrder []*backends.Model
+	// Backends are in file order; router indices refer to this slice.
+	Backends []backends.Backend
+	// Router is the validated router section.
+	Router router.Config
+}
+
+// BuildOptions are the run-time dependencies of Build.
+type BuildOptions struct {
+	// Clock drives emulated backends; nil means the wall clock.
+	Clock backends.Clock
+	// Getenv reads API keys named by api_key_env; nil means os.Getenv.
+	Getenv func(string) string
+}
+
+// Build constructs the fleet's backends. f must have passed Validate with the
+// same catalog.
+func (f *File) Build(cat *catalog.Catalog, opts BuildOptions) (*Fleet, error) {
+	if opts.Clock == nil {
+		opts.Clock = backends.RealClock
+	}
+	if opts.Getenv == nil {
+		opts.Getenv = os.Getenv
+	}
+	fl := &Fleet{Models: make(map[string]*backends.Model, len(f.Models)), Router: f.Router}
+	for i := range f.Models {
+		m := f.Models[i].Model()
+		fl.Models[m.Name] = m
+		fl.ModelOrder = append(fl.ModelOrder, m)
+	}
+	for i := range f.Backends {
+		b := &f.Backends[i]
+		prof, ok := cat.Get(b.Hardware)
+		if !ok {
+			fl.Close()
+			return nil, fmt.Errorf("backends[%d].hardware: unknown profile %q", i, b.Hardware)
+		}
+		desc := &backends.Descriptor{
+			Name:         b.Name,
+			Profile:      prof,
+			Models:       append([]string(nil), b.Models...),
+			Transport:    b.Transport,
+			Site:         b.Site,
+			RTT:          ms(b.RTTMs),
+			PricePerHour: prof.PricePerHour,
+		}
+		if b.PricePerHour != nil {
+			desc.PricePerHour = *b.PricePerHour
+		}
+		var be backends.Backend
+		switch b.Transport {
+		case TransportOpenAI:
+			key := ""
+			if b.APIKeyEnv != "" {
+				key = opts.Getenv(b.APIKeyEnv)
+			}
+			u, err := upstream.New(desc, upstream.Config{URL: b.URL, APIKey: key})
+			if err != nil {
+				fl.Close()
+				return nil, fmt.Errorf("backends[%d]: %w", i, err)
+			}
+			be = u
+		default:
+			cfg := emulator.Config{JitterSigma: 0.05}
+			if b.Jitter != nil {
+				cfg.JitterSigma = *b.Jitter
+			}
+			be = emulator.New(desc, emulator.Options{Clock: opts.Clock, Seed: b.Seed, Config: cfg})
+		}
+		fl.Backends = append(fl.Backends, be)
+	}
+	return fl, nil
+}
+
+// Descriptors returns the backends' descriptors in fleet order.
+func (fl *Fleet) Descriptors() []*backends.Descriptor {
+	out := make([]*backends.Descriptor, len(fl.Backends))
+	for i, b := range fl.Backends {
+		out[i] = b.Descriptor()
+	}
+	return out
+}
+
+// ModelNames returns the served model names, sorted.
+func (fl *Fleet) ModelNames() []string { return modelNames(fl.Models) }
+
+// Close closes every backend.
+func (fl *Fleet) Close() error {
+	var errs []error
+	for _, b := range fl.Backends {
+		if err := b.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// WriteTable prints the fleet as a table: backend, hardware, kind, transport,
+// site, price per hour and models.
+func WriteTable(w io.Writer, fl *Fleet) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "BACKEND\tHARDWARE\tKIND\tTRANSPORT\tSITE\tRTT\t$/HOUR\tMODELS")
+	for _, b := range fl.Backends {
+		d := b.Descriptor()
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%v\t%.4f\t%s\n", d.Name, d.Profile.Name, d.Profile.Kind, d.Transport, d.Site, d.RTT, d.PricePerHour, strings.Join(d.Models, ","))
+	}
+	tw.Flush()
+}

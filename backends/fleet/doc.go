@@ -1,0 +1,20 @@
+// Package fleet owns the fleet file: its schema, its parser and validator, the
+// embedded default fleet, and the construction of the backends it names.
+//
+// A fleet file has three top-level sections, which later features extend
+// rather than reshape:
+//
+//   - models: each served model once — its kind (llm, embedding, tensor), its
+//     default priority, SLO targets per priority, hard timeout and shape
+//     (context length, embedding dimension, number of classes);
+//   - backends: a list — name, hardware profile (from backends/catalog),
+//     transport (emulated, or an OpenAI-compatible upstream URL), models,
+//     optional price override, site and network round trip;
+//   - router: the placement policy and its parameters (router.Config).
+//
+// Parse decodes strictly (an unknown field is an error) and Validate names the
+// offending field in every error, so a bad file fails at start with a message
+// that says where. Build turns a validated File into a Fleet: the models by
+// name and one backends.Backend per entry, in file order, which is the order
+// the router indexes them by.
+package fleet

@@ -1,0 +1,324 @@
+package fleet
+
+import (
+	"bytes"
+	_ "embed"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/accelgate/accelgate/backends"
+	"github.com/accelgate/accelgate/backends/catalog"
+	"github.com/accelgate/accelgate/router"
+)
+
+// Transports a backend entry may name.
+const (
+	TransportEmulated = "emulated" // an in-process emulated accelerator (backends/emulator)
+	TransportOpenAI   = "openai"   // an OpenAI-compatible server at url (vLLM, TGI, SGLang, llama.cpp, cmd/emulator)
+)
+
+//go:embed default.yaml
+var defaultYAML []byte
+
+// DefaultYAML returns the embedded default fleet file.
+func DefaultYAML() []byte { return bytes.Clone(defaultYAML) }
+
+// File is a decoded fleet file.
+type File struct {
+	Models   []ModelSpec   `yaml:"models"`
+	Backends []BackendSpec `yaml:"backends"`
+	Router   router.Config `yaml:"router"`
+}
+
+// ModelSpec is one entry of the models section.
+type ModelSpec struct {
+	// Name is the public model name clients send.
+	Name string `yaml:"name"`
+	// Kind is llm (chat, completions), embedding or tensor (KServe v2, vision).
+	Kind string `yaml:"kind"`
+	// DefaultPriority applies when a request sends no x-accelgate-priority.
+	// Default standard.
+	DefaultPriority string `yaml:"default_priority"`
+	// SLO holds the default latency targets per priority (critical, standard,
+	// sheddable). A request's headers override them.
+	SLO map[string]SLOSpec `yaml:"slo"`
+	// Timeout is the hard timeout (504 when it passes). Default 60s. A client's
+	// x-accelgate-timeout-ms can only shorten it.
+	Timeout time.Duration `yaml:"timeout"`
+	// ContextLength (llm) bounds prompt + max_tokens. Default 8192.
+	ContextLength int `yaml:"context_length"`
+	// ExpectedOutputTokens (llm) is the output length placement plans for when
+	// a request sets no max_tokens. Default 256.
+	ExpectedOutputTokens int `yaml:"expected_output_tokens"`
+	// Dimension (embedding) is the vector size. Required for embedding models.
+	Dimension int `yaml:"dimension"`
+	// Classes (tensor) is the number of output logits per item. Default 1000.
+	Classes int `yaml:"classes"`
+}
+
+// SLOSpec is one priority's latency targets in milliseconds; 0 means none.
+type SLOSpec struct {
+	E2EMs  float64 `yaml:"e2e_ms"`
+	TTFTMs float64 `yaml:"ttft_ms"`
+	TPOTMs float64 `yaml:"tpot_ms"`
+}
+
+// BackendSpec is one entry of the backends section.
+type BackendSpec struct {
+	// Name is unique in the fleet; it appears in x-accelgate-backend.
+	Name string `yaml:"name"`
+	// Hardware names a profile in the catalog (backends/catalog).
+	Hardware string `yaml:"hardware"`
+	// Transport is emulated (default) or openai.
+	Transport string `yaml:"transport"`
+	// URL is the upstream's base URL (transport openai), e.g. http://10.0.0.5:8000.
+	URL string `yaml:"url"`
+	// APIKeyEnv names an environment variable holding the upstream's API key.
+	APIKeyEnv string `yaml:"api_key_env"`
+	// Models lists the public model names the backend serves.
+	Models []string `yaml:"models"`
+	// PricePerHour overrides the profile's price (USD per hour), e.g. for
+	// reserved or owned hardware.
+	PricePerHour *float64 `yaml:"price_per_hour_usd"`
+	// Site is where the backend stands (a datacenter or edge site).
+	Site string `yaml:"site"`
+	// RTTMs is the network round trip from the gateway in milliseconds.
+	// Emulated backends add it to every request; the router adds it to
+	// every prediction.
+	RTTMs float64 `yaml:"rtt_ms"`
+	// Seed seeds an emulated backend's jitter and generated text. Default: the
+	// entry's index + 1.
+	Seed int64 `yaml:"seed"`
+	// Jitter is an emulated backend's lognormal sigma on step times. Default 0.05.
+	Jitter *float64 `yaml:"jitter"`
+}
+
+// Parse decodes a fleet file strictly: unknown fields and trailing documents
+// are errors. It does not validate; call Validate.
+func Parse(data []byte) (*File, error) {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	var f File
+	if err := dec.Decode(&f); err != nil {
+		return nil, fmt.Errorf("fleet file: %w", err)
+	}
+	return &f, nil
+}
+
+// Load reads, parses and validates the fleet file at path.
+func Load(path string, cat *catalog.Catalog) (*File, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	f, err := Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if err := f.Validate(cat); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return f, nil
+}
+
+// Default returns the embedded default fleet, parsed and validated.
+func Default(cat *catalog.Catalog) (*File, error) {
+	f, err := Parse(defaultYAML)
+	if err != nil {
+		return nil, fmt.Errorf("default fleet: %w", err)
+	}
+	if err := f.Validate(cat); err != nil {
+		return nil, fmt.Errorf("default fleet: %w", err)
+	}
+	return f, nil
+}
+
+// Validate fills defaults and checks every field against the catalog. Each
+// error names the field, e.g. "backends[2].hardware: unknown profile".
+func (f *File) Validate(cat *catalog.Catalog) error {
+	var errs []error
+	bad := func(field, format string, a ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, a...)))
+	}
+	if len(f.Models) == 0 {
+		bad("models", "at least one model is required")
+	}
+	kinds := map[string]backends.ModelKind{}
+	for i := range f.Models {
+		m := &f.Models[i]
+		at := fmt.Sprintf("models[%d]", i)
+		if m.Name == "" {
+			bad(at+".name", "missing")
+		} else if _, dup := kinds[m.Name]; dup {
+			bad(at+".name", "duplicate model %q", m.Name)
+		}
+		switch backends.ModelKind(m.Kind) {
+		case backends.ModelLLM, backends.ModelEmbedding, backends.ModelTensor:
+			kinds[m.Name] = backends.ModelKind(m.Kind)
+		default:
+			bad(at+".kind", "%q is not one of llm, embedding, tensor", m.Kind)
+			kinds[m.Name] = ""
+		}
+		if m.DefaultPriority == "" {
+			m.DefaultPriority = "standard"
+		}
+		if _, err := backends.ParsePriority(m.DefaultPriority); err != nil {
+			bad(at+".default_priority", "%v", err)
+		}
+		for p, s := range m.SLO {
+			if _, err := backends.ParsePriority(p); err != nil {
+				bad(at+".slo."+p, "%v", err)
+			}
+			if s.E2EMs < 0 || s.TTFTMs < 0 || s.TPOTMs < 0 {
+				bad(at+".slo."+p, "targets must not be negative")
+			}
+		}
+		if m.Timeout == 0 {
+			m.Timeout = backends.DefaultTimeout
+		} else if m.Timeout < 0 {
+			bad(at+".timeout", "must be positive")
+		}
+		switch backends.ModelKind(m.Kind) {
+		case backends.ModelLLM:
+			if m.ContextLength == 0 {
+				m.ContextLength = 8192
+			}
+			if m.ContextLength < 16 {
+				bad(at+".context_length", "must be at least 16")
+			}
+			if m.ExpectedOutputTokens == 0 {
+				m.ExpectedOutputTokens = router.DefaultExpectedOutputTokens
+			}
+			if m.ExpectedOutputTokens < 1 {
+				bad(at+".expected_output_tokens", "must be positive")
+			}
+		case backends.ModelEmbedding:
+			if m.Dimension < 1 {
+				bad(at+".dimension", "required for embedding models and must be positive")
+			}
+		case backends.ModelTensor:
+			if m.Classes == 0 {
+				m.Classes = 1000
+			}
+			if m.Classes < 1 {
+				bad(at+".classes", "must be positive")
+			}
+		}
+	}
+	if len(f.Backends) == 0 {
+		bad("backends", "at least one backend is required")
+	}
+	names := map[string]bool{}
+	for i := range f.Backends {
+		b := &f.Backends[i]
+		at := fmt.Sprintf("backends[%d]", i)
+		if b.Name == "" {
+			bad(at+".name", "missing")
+		} else if names[b.Name] {
+			bad(at+".name", "duplicate backend %q", b.Name)
+		}
+		names[b.Name] = true
+		prof, ok := cat.Get(b.Hardware)
+		if !ok {
+			bad(at+".hardware", "unknown profile %q (known: %s)", b.Hardware, strings.Join(cat.Names(), ", "))
+		}
+		if b.Transport == "" {
+			b.Transport = TransportEmulated
+		}
+		switch b.Transport {
+		case TransportEmulated:
+			if b.URL != "" {
+				bad(at+".url", "only an openai transport takes a url")
+			}
+		case TransportOpenAI:
+			u, err := url.Parse(b.URL)
+			if b.URL == "" || err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				bad(at+".url", "an openai transport needs an http(s) URL with a host, got %q", b.URL)
+			}
+		default:
+			bad(at+".transport", "%q is not one of emulated, openai", b.Transport)
+		}
+		if len(b.Models) == 0 {
+			bad(at+".models", "at least one model is required")
+		}
+		for j, name := range b.Models {
+			kind, ok := kinds[name]
+			switch {
+			case !ok:
+				bad(fmt.Sprintf("%s.models[%d]", at, j), "model %q is not in the models section", name)
+			case prof != nil && !profileServes(prof, kind):
+				bad(fmt.Sprintf("%s.models[%d]", at, j), "hardware %q has no %s latency model, so it cannot serve %q", b.Hardware, kind, name)
+			}
+		}
+		if b.PricePerHour != nil && *b.PricePerHour < 0 {
+			bad(at+".price_per_hour_usd", "must not be negative")
+		}
+		if b.RTTMs < 0 {
+			bad(at+".rtt_ms", "must not be negative")
+		}
+		if b.Jitter != nil && (*b.Jitter < 0 || *b.Jitter > 1) {
+			bad(at+".jitter", "must be in [0, 1]")
+		}
+		if b.Seed == 0 {
+			b.Seed = int64(i + 1)
+		}
+	}
+	f.Router.SetDefaults()
+	if err := f.Router.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+func profileServes(p *backends.Profile, k backends.ModelKind) bool {
+	switch k {
+	case backends.ModelLLM:
+		return p.LLM != nil
+	case backends.ModelEmbedding:
+		return p.Embedding != nil
+	case backends.ModelTensor:
+		return p.Vision != nil
+	}
+	return true // an invalid kind is reported on the model itself
+}
+
+// Model converts a validated spec into the runtime model settings.
+func (m *ModelSpec) Model() *backends.Model {
+	out := &backends.Model{
+		Name:                 m.Name,
+		Kind:                 backends.ModelKind(m.Kind),
+		Timeout:              m.Timeout,
+		ContextLength:        m.ContextLength,
+		ExpectedOutputTokens: m.ExpectedOutputTokens,
+		Dimension:            m.Dimension,
+		Classes:              m.Classes,
+	}
+	out.DefaultPriority, _ = backends.ParsePriority(m.DefaultPriority)
+	for p, s := range m.SLO {
+		pr, err := backends.ParsePriority(p)
+		if err != nil {
+			continue
+		}
+		out.SLO[pr] = backends.SLO{E2E: ms(s.E2EMs), TTFT: ms(s.TTFTMs), TPOT: ms(s.TPOTMs)}
+	}
+	return out
+}
+
+func ms(v float64) time.Duration { return time.Duration(v * float64(time.Millisecond)) }
+
+// modelNames returns the model names in sorted order (for messages).
+func modelNames(models map[string]*backends.Model) []string {
+	out := make([]string, 0, len(models))
+	for n := range models {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}

@@ -1,0 +1,497 @@
+package upstream
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/accelgate/accelgate/backends"
+)
+
+// Defaults for the zero values of Config.
+const (
+	DefaultMaxConns    = 512
+	DefaultDialTimeout = 3 * time.Second
+)
+
+const (
+	// maxResponseBody bounds a non-streaming response body.
+	maxResponseBody = 256 << 20
+	// maxErrorBody bounds the error body read from a stream that failed
+	// before it started.
+	maxErrorBody = 1 << 20
+	// drainTimeout and maxDrain bound how long and how much Do reads after a
+	// stream's [DONE] to reach the end of the body, so the connection can be
+	// reused; past them the connection is closed instead.
+	drainTimeout = 100 * time.Millisecond
+	maxDrain     = 64 << 10
+)
+
+// aLongTimeAgo is a deadline in the past: setting it interrupts blocked I/O.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// Config is how to reach an OpenAI-compatible upstream.
+type Config struct {
+	// URL is the server's base URL, e.g. http://127.0.0.1:9000; the /v1/...
+	// paths are appended to it (a trailing "/v1" is accepted and not doubled).
+	URL string
+	// APIKey, when set, is sent as "Authorization: Bearer <APIKey>".
+	APIKey string
+	// MaxConns bounds the connections to the upstream, that is the requests in
+	// flight on it; more wait for a free one until their context ends.
+	// DefaultMaxConns when zero or negative.
+	MaxConns int
+	// DialTimeout bounds connecting (and the TLS handshake). DefaultDialTimeout
+	// when zero or negative.
+	DialTimeout time.Duration
+}
+
+// Backend forwards requests to one OpenAI-compatible server. It is safe for
+// concurrent use.
+type Backend struct {
+	desc     *backends.Descriptor
+	pool     *connPool
+	host     string // Host header
+	chatPath string
+	complete string
+	embed    string
+	auth     string // Authorization header value, "" when none
+
+	inflight atomic.Int64 // requests in Do
+}
+
+var _ backends.Backend = (*Backend)(nil)
+
+// New returns a Backend for the upstream at cfg.URL, described by desc. The
+// URL must be absolute, http or https, with a host, and without a query or a
+// fragment. No connection is made until the first request.
+func New(desc *backends.Descriptor, cfg Config) (*Backend, error) {
+	if desc == nil {
+		return nil, errors.New("upstream: nil descriptor")
+	}
+	fail := func(format string, a ...any) error {
+		return fmt.Errorf("upstream %s: url %q: %s", desc.Name, cfg.URL, fmt.Sprintf(format, a...))
+	}
+	raw := strings.TrimSpace(cfg.URL)
+	if raw == "" {
+		return nil, fail("missing")
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, fail("%v", err)
+	}
+	scheme := strings.ToLower(u.Scheme)
+	if scheme != "http" && scheme != "https" {
+		if u.Scheme == "" {
+			return nil, fail("no scheme (want http:// or https://)")
+		}
+		return nil, fail("scheme %q is not http or https", u.Scheme)
+	}
+	if u.Hostname() == "" {
+		return nil, fail("no host")
+	}
+	if u.RawQuery != "" || u.Fragment != "" {
+		return nil, fail("must not have a query or a fragment")
+	}
+	if u.User != nil {
+		return nil, fail("credentials in the URL are not supported; use the API key")
+	}
+	port := u.Port()
+	if port == "" {
+		port = "80"
+		if scheme == "https" {
+			port = "443"
+		}
+	}
+	base := strings.TrimRight(u.EscapedPath(), "/")
+	base = strings.TrimSuffix(base, "/v1")
+
+	var tlsConfig *tls.Config
+	if scheme == "https" {
+		tlsConfig = &tls.Config{ServerName: u.Hostname(), NextProtos: []string{"http/1.1"}}
+	}
+	maxConns := cfg.MaxConns
+	if maxConns <= 0 {
+		maxConns = DefaultMaxConns
+	}
+	dialTimeout := cfg.DialTimeout
+	if dialTimeout <= 0 {
+		dialTimeout = DefaultDialTimeout
+	}
+	b := &Backend{
+		desc:     desc,
+		pool:     newConnPool(net.JoinHostPort(u.Hostname(), port), tlsConfig, maxConns, dialTimeout),
+		host:     u.Host,
+		chatPath: base + "/v1/chat/completions",
+		complete: base + "/v1/completions",
+		embed:    base + "/v1/embeddings",
+	}
+	if cfg.APIKey != "" {
+		b.auth = "Bearer " + cfg.APIKey
+	}
+	return b, nil
+}
+
+// Descriptor returns the backend's static description.
+func (b *Backend) Descriptor() *backends.Descriptor { return b.desc }
+
+// Close closes the idle connections and makes later requests fail with
+// backends.ErrUnavailable; requests in flight finish, and their connections
+// are closed then.
+func (b *Backend) Close() error {
+	b.pool.close()
+	return nil
+}
+
+// Do forwards req to the upstream and returns its result; see the package doc
+// for the protocol, the errors and the cost rule. model is not used: the
+// upstream knows its own models.
+func (b *Backend) Do(ctx context.Context, req *backends.Request, model *backends.Model, stream backends.StreamFunc) (*backends.Result, error) {
+	var path string
+	switch req.Op {
+	case backends.OpChat:
+		path = b.chatPath
+	case backends.OpCompletion:
+		path = b.complete
+	case backends.OpEmbedding:
+		path = b.embed
+	default:
+		return nil, fmt.Errorf("upstream %s: %w: %s requests are not supported by an OpenAI upstream",
+			b.desc.Name, backends.ErrUnavailable, req.Op)
+	}
+	concurrency := b.inflight.Add(1)
+	defer b.inflight.Add(-1)
+	start := time.Now()
+	if err := ctx.Err(); err != nil {
+		return nil, b.ctxError(err)
+	}
+
+	body, dropUsage := req.Body, false
+	if req.Stream {
+		var forced bool
+		body, forced = forceIncludeUsage(body)
+		dropUsage = forced && !req.IncludeUsage
+		if stream == nil {
+			stream = func(backends.Chunk) error { return nil }
+		}
+	}
+
+	hreq := fasthttp.AcquireRequest()
+	defer fasthttp.ReleaseRequest(hreq)
+	hreq.Header.SetMethod(fasthttp.MethodPost)
+	hreq.SetRequestURI(path)
+	hreq.Header.SetHost(b.host)
+	hreq.Header.SetUserAgent("accelgate")
+	hreq.Header.SetContentType("application/json")
+	if req.Stream {
+		hreq.Header.Set(fasthttp.HeaderAccept, "text/event-stream")
+	} else {
+		hreq.Header.Set(fasthttp.HeaderAccept, "application/json")
+	}
+	if b.auth != "" {
+		hreq.Header.Set(fasthttp.HeaderAuthorization, b.auth)
+	}
+	hreq.SetBodyRaw(body)
+
+	resp := fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseResponse(resp)
+	resp.StreamBody = req.Stream
+
+	c, err := b.exchange(ctx, hreq, resp)
+	if err != nil {
+		return nil, err
+	}
+	var res *backends.Result
+	if req.Stream {
+		res, err = c.readStream(resp, start, dropUsage, stream)
+	} else {
+		res, err = c.readWhole(resp, start)
+	}
+	if err != nil {
+		return nil, err
+	}
+	res.Timing.Busy = res.Timing.Total / time.Duration(max(concurrency, 1))
+	res.CostUSD = b.desc.PricePerSecond() * res.Timing.Busy.Seconds()
+	return res, nil
+}
+
+// call is one request's hold on a connection, from the request's write to the
+// end of its response.
+type call struct {
+	b        *Backend
+	ctx      context.Context
+	pc       *pconn
+	stop     func() bool // stops the context watcher
+	deadline time.Time   // zero when ctx has none
+}
+
+// exchange writes the request on a pooled connection and reads the response
+// header (and, for a non-streaming request, the body). A reused connection that
+// turns out to be closed by the server before any byte of the response came
+// back is discarded and the request sent again on another one: the server
+// never saw it.
+func (b *Backend) exchange(ctx context.Context, hreq *fasthttp.Request, resp *fasthttp.Response) (*call, error) {
+	deadline, _ := ctx.Deadline()
+	for {
+		pc, reused, err := b.pool.get(ctx)
+		if err != nil {
+			return nil, b.ioError(ctx, deadline, err)
+		}
+		if !deadline.IsZero() {
+			_ = pc.nc.SetDeadline(deadline)
+		}
+		// When ctx ends, interrupt whatever I/O is blocked on the connection;
+		// the connection is then closed rather than reused (call.finish).
+		stop := context.AfterFunc(ctx, func() { _ = pc.nc.SetDeadline(aLongTimeAgo) })
+		c := &call{b: b, ctx: ctx, pc: pc, stop: stop, deadline: deadline}
+
+		err = hreq.Write(pc.bw)
+		if err == nil {
+			err = pc.bw.Flush()
+		}
+		if err == nil {
+			_, err = pc.br.Peek(1)
+		}
+		if err != nil {
+			c.finish(false)
+			if reused && ctx.Err() == nil && isStale(err) {
+				continue
+			}
+			return nil, b.ioError(ctx, deadline, err)
+		}
+		if err := resp.ReadLimitBody(pc.br, maxResponseBody); err != nil {
+			c.finish(false)
+			return nil, b.ioError(ctx, deadline, err)
+		}
+		return c, nil
+	}
+}
+
+// finish ends the call: the connection goes back to the pool when reuse is
+// true and the context did not interrupt it, and is closed otherwise.
+func (c *call) finish(reuse bool) {
+	if !c.stop() {
+		reuse = false // the watcher ran (or runs): the connection is interrupted
+	}
+	c.b.pool.put(c.pc, reuse)
+}
+
+// readWhole handles a non-streaming response, whose body ReadLimitBody read.
+func (c *call) readWhole(resp *fasthttp.Response, start time.Time) (*backends.Result, error) {
+	reuse := !resp.ConnectionClose()
+	status := resp.StatusCode()
+	body := resp.Body()
+	if status < 200 || status > 299 {
+		err := classify(parseUpstreamError(status, body))
+		c.finish(reuse)
+		return nil, err
+	}
+	res := &backends.Result{Raw: append([]byte{}, body...)}
+	var u struct {
+		Usage *usageJSON `json:"usage"`
+	}
+	if json.Unmarshal(res.Raw, &u) == nil && u.Usage != nil {
+		res.Usage = u.Usage.usage()
+	}
+	c.finish(reuse)
+	total := time.Since(start)
+	res.Timing.TTFT, res.Timing.Total = total, total
+	return res, nil
+}
+
+// readStream relays a streaming response's events as they arrive.
+func (c *call) readStream(resp *fasthttp.Response, start time.Time, dropUsage bool, stream backends.StreamFunc) (*backends.Result, error) {
+	b := c.b
+	bs := resp.BodyStream()
+	status := resp.StatusCode()
+	if status < 200 || status > 299 {
+		var body []byte
+		var err error
+		if bs != nil {
+			body, err = io.ReadAll(io.LimitReader(bs, maxErrorBody))
+		}
+		_ = resp.CloseBodyStream()
+		c.finish(false)
+		if err != nil && c.ctx.Err() != nil {
+			return nil, b.ctxError(c.ctx.Err())
+		}
+		return nil, classify(parseUpstreamError(status, body))
+	}
+	if bs == nil {
+		c.finish(false)
+		return nil, fmt.Errorf("upstream %s: %w: a stream response without a body", b.desc.Name, backends.ErrUnavailable)
+	}
+	sr := acquireSSEReader(bs)
+	defer releaseSSEReader(sr)
+	fail := func(err error) (*backends.Result, error) {
+		_ = resp.CloseBodyStream()
+		c.finish(false)
+		return nil, err
+	}
+
+	res := &backends.Result{}
+	done, finishSeen := false, false
+	for !done {
+		data, err := sr.next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return fail(b.ioError(c.ctx, c.deadline, err))
+		}
+		if res.Timing.TTFT == 0 {
+			res.Timing.TTFT = max(time.Since(start), 1)
+		}
+		data = bytes.TrimSpace(data)
+		switch {
+		case len(data) == 0:
+			continue
+		case string(data) == "[DONE]":
+			done = true
+			continue
+		}
+		if bytes.Contains(data, []byte(`"error"`)) {
+			if ue := streamError(data); ue != nil {
+				return fail(ue)
+			}
+		}
+		if u, ok, noChoices := chunkUsage(data); ok {
+			res.Usage = u
+			if noChoices && dropUsage {
+				continue
+			}
+		}
+		if !finishSeen && bytes.Contains(data, []byte(`"finish_reason":"`)) {
+			finishSeen = true
+		}
+		if err := stream(backends.Chunk{Raw: data}); err != nil {
+			return fail(err)
+		}
+	}
+	if !done && !finishSeen {
+		return fail(fmt.Errorf("upstream %s: %w: the stream ended before [DONE] or a finish_reason",
+			b.desc.Name, backends.ErrUnavailable))
+	}
+	// Read to the end of the body (normally just the chunked terminator) so
+	// the connection can be reused.
+	reuse := !done || c.drain(sr)
+	reuse = reuse && !resp.ConnectionClose() && resp.Header.ContentLength() != -2
+	_ = resp.CloseBodyStream()
+	c.finish(reuse)
+	res.Timing.Total = time.Since(start)
+	if res.Timing.TTFT == 0 {
+		res.Timing.TTFT = res.Timing.Total
+	}
+	return res, nil
+}
+
+// drain reads what is left of the body after [DONE], briefly, and reports
+// whether it reached the end.
+func (c *call) drain(sr *sseReader) bool {
+	dl := time.Now().Add(drainTimeout)
+	if !c.deadline.IsZero() && c.deadline.Before(dl) {
+		dl = c.deadline
+	}
+	if c.pc.nc.SetReadDeadline(dl) != nil {
+		return false
+	}
+	var buf [512]byte
+	for n := 0; n <= maxDrain; {
+		k, err := sr.br.Read(buf[:])
+		n += k
+		if err == io.EOF {
+			return true
+		}
+		if err != nil {
+			return false
+		}
+	}
+	return false
+}
+
+// ioError classifies a transport error: the context's own error when it ended
+// (or when the connection hit the context's deadline), ErrUnavailable
+// otherwise.
+func (b *Backend) ioError(ctx context.Context, deadline time.Time, err error) error {
+	if cerr := ctx.Err(); cerr != nil {
+		return b.ctxError(cerr)
+	}
+	if !deadline.IsZero() && !time.Now().Before(deadline) && isTimeout(err) {
+		return b.ctxError(context.DeadlineExceeded)
+	}
+	return fmt.Errorf("upstream %s: %w: %w", b.desc.Name, backends.ErrUnavailable, err)
+}
+
+func (b *Backend) ctxError(err error) error {
+	return fmt.Errorf("upstream %s: %w", b.desc.Name, err)
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, fasthttp.ErrTimeout) ||
+		(errors.As(err, &ne) && ne.Timeout())
+}
+
+// isStale reports whether err is what a connection the server closed while it
+// sat idle produces on the first write or read.
+func isStale(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) ||
+		errors.Is(err, syscall.ECONNABORTED)
+}
+
+type usageJSON struct {
+	PromptTokens     int `json:"prompt_tokens"`
+	CompletionTokens int `json:"completion_tokens"`
+	TotalTokens      int `json:"total_tokens"`
+}
+
+func (u *usageJSON) usage() backends.Usage {
+	total := u.TotalTokens
+	if total == 0 {
+		total = u.PromptTokens + u.CompletionTokens
+	}
+	return backends.Usage{PromptTokens: u.PromptTokens, CompletionTokens: u.CompletionTokens, TotalTokens: total}
+}
+
+// chunkUsage parses the usage of a stream chunk that carries one (a "usage"
+// member whose value is an object, not null) and reports whether the chunk's
+// choices are empty, as in the usage-only chunk that include_usage adds. Chunks
+// without usage are not decoded.
+func chunkUsage(data []byte) (u backends.Usage, ok, noChoices bool) {
+	key := []byte(`"usage"`)
+	for i := 0; ; {
+		k := bytes.Index(data[i:], key)
+		if k < 0 {
+			return u, false, false
+		}
+		j := skipWS(data, i+k+len(key))
+		i += k + len(key)
+		if j >= len(data) || data[j] != ':' {
+			continue
+		}
+		if j = skipWS(data, j+1); j < len(data) && data[j] == '{' {
+			break
+		}
+	}
+	var c struct {
+		Choices []json.RawMessage `json:"choices"`
+		Usage   *usageJSON        `json:"usage"`
+	}
+	if json.Unmarshal(data, &c) != nil || c.Usage == nil {
+		return u, false, false
+	}
+	return c.Usage.usage(), true, len(c.Choices) == 0
+}

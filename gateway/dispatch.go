@@ -1,0 +1,173 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/accelgate/accelgate/backends"
+	"github.com/accelgate/accelgate/router"
+)
+
+// DefaultMaxAttempts bounds how many backends a non-streaming request tries
+// when a backend fails (backends.ErrUnavailable) before any output is sent.
+const DefaultMaxAttempts = 2
+
+// Dispatcher is the protocol-independent request pipeline every front calls:
+// it places a request with the router (the router core, serialised by a
+// mutex), runs it on the chosen backend, feeds the outcome back to the router
+// exactly once, and retries elsewhere within the hard timeout when a backend
+// fails before producing output.
+type Dispatcher struct {
+	mu       sync.Mutex
+	r        *router.Router
+	backends []backends.Backend
+	models   map[string]*backends.Model
+	clock    backends.Clock
+	attempts int
+}
+
+// NewDispatcher builds the pipeline over a fleet's backends (in router order)
+// and models.
+func NewDispatcher(bs []backends.Backend, models map[string]*backends.Model, rc router.Config, clock backends.Clock) (*Dispatcher, error) {
+	if clock == nil {
+		clock = backends.RealClock
+	}
+	descs := make([]*backends.Descriptor, len(bs))
+	for i, b := range bs {
+		descs[i] = b.Descriptor()
+	}
+	r, err := router.New(rc, descs, nil)
+	if err != nil {
+		return nil, err
+	}
+	return &Dispatcher{r: r, backends: bs, models: models, clock: clock, attempts: DefaultMaxAttempts}, nil
+}
+
+// Model returns the named model's settings, or backends.ErrUnknownModel.
+func (d *Dispatcher) Model(name string) (*backends.Model, error) {
+	m := d.models[name]
+	if m == nil {
+		return nil, fmt.Errorf("%w: the model %q does not exist", backends.ErrUnknownModel, name)
+	}
+	return m, nil
+}
+
+// Models returns the model table (read-only).
+func (d *Dispatcher) Models() map[string]*backends.Model { return d.models }
+
+// Backends returns the fleet's backends in router order.
+func (d *Dispatcher) Backends() []backends.Backend { return d.backends }
+
+// Ready reports whether at least one backend may receive traffic.
+func (d *Dispatcher) Ready() bool {
+	now := d.clock.Now()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for i := 0; i < d.r.Len(); i++ {
+		if d.r.Available(i, now) {
+			return true
+		}
+	}
+	return false
+}
+
+// ModelReady reports whether a backend serving the model may receive traffic.
+func (d *Dispatcher) ModelReady(name string) bool {
+	now := d.clock.Now()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for i, b := range d.backends {
+		if b.Descriptor().ServesModel(name) && d.r.Available(i, now) {
+			return true
+		}
+	}
+	return false
+}
+
+// Placement is a routing decision that has not run yet. Run or Cancel it
+// exactly once.
+type Placement struct {
+	dec router.Decision
+	b   backends.Backend
+}
+
+// Backend describes where the request was placed.
+func (p *Placement) Backend() *backends.Descriptor { return p.dec.Backend }
+
+// Prediction is the router's prediction for the placement.
+func (p *Placement) Prediction() router.Prediction { return p.dec.Prediction }
+
+// Place asks the router for a backend. exclude is a backend index to skip, or -1.
+func (d *Dispatcher) Place(req *backends.Request, m *backends.Model, exclude int) (Placement, error) {
+	now := d.clock.Now()
+	d.mu.Lock()
+	dec, err := d.r.Place(now, req, m, exclude)
+	d.mu.Unlock()
+	if err != nil {
+		return Placement{}, err
+	}
+	return Placement{dec: dec, b: d.backends[dec.Index]}, nil
+}
+
+// Cancel releases a placement that will not run.
+func (d *Dispatcher) Cancel(p *Placement) { d.done(p, context.Canceled) }
+
+func (d *Dispatcher) done(p *Placement, err error) {
+	now := d.clock.Now()
+	d.mu.Lock()
+	d.r.Done(now, p.dec, err)
+	d.mu.Unlock()
+}
+
+// Run executes a placed request and reports its outcome to the router. ctx
+// carries the hard timeout.
+func (d *Dispatcher) Run(ctx context.Context, p *Placement, req *backends.Request, m *backends.Model, stream backends.StreamFunc) (*backends.Result, error) {
+	res, err := p.b.Do(ctx, req, m, stream)
+	if err != nil && ctx.Err() != nil && !errors.Is(err, context.Canceled) {
+		err = fmt.Errorf("%w: the request did not finish within its hard timeout (%w)", backends.ErrTimeout, err)
+	}
+	d.done(p, err)
+	return res, err
+}
+
+// Do places and runs a non-streaming request, retrying on another backend
+// when one fails with backends.ErrUnavailable while time is left. It returns
+// the result and where it ran.
+func (d *Dispatcher) Do(ctx context.Context, req *backends.Request, m *backends.Model) (*backends.Result, *backends.Descriptor, error) {
+	exclude := -1
+	var lastErr error
+	for attempt := 0; attempt < d.attempts; attempt++ {
+		p, err := d.Place(req, m, exclude)
+		if err != nil {
+			if lastErr != nil && errors.Is(err, backends.ErrNoBackend) {
+				return nil, nil, lastErr
+			}
+			return nil, nil, err
+		}
+		res, err := d.Run(ctx, &p, req, m, nil)
+		if err == nil {
+			return res, p.Backend(), nil
+		}
+		if !errors.Is(err, backends.ErrUnavailable) || ctx.Err() != nil {
+			return nil, p.Backend(), err
+		}
+		lastErr, exclude = err, p.dec.Index
+	}
+	return nil, nil, lastErr
+}
+
+// Deadline computes a request's hard deadline: the model's timeout, shortened
+// by the client's timeout when it is smaller.
+func Deadline(now time.Time, m *backends.Model, client time.Duration) time.Time {
+	t := m.Timeout
+	if t <= 0 {
+		t = backends.DefaultTimeout
+	}
+	if client > 0 && client < t {
+		t = client
+	}
+	return now.Add(t)
+}

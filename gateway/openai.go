@@ -1,0 +1,326 @@
+package gateway
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/binary"
+
+	"math"
+	"sort"
+	"strconv"
+	"sync"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/accelgate/accelgate/backends"
+)
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+
+func getBuf() *[]byte  { return bufPool.Get().(*[]byte) }
+func putBuf(b *[]byte) { *b = (*b)[:0]; bufPool.Put(b) }
+
+func (s *Server) newID(prefix string) string {
+	n := s.ids.Add(1)
+	var b [48]byte
+	out := append(b[:0], prefix...)
+	out = append(out, s.idPfx...)
+	out = append(out, '-')
+	out = strconv.AppendUint(out, n, 36)
+	return string(out)
+}
+
+// modelFor resolves the model and checks it serves op.
+func (s *Server) modelFor(req *backends.Request) (*backends.Model, error) {
+	m, err := s.d.Model(req.Model)
+	if err != nil {
+		return nil, &backends.ParamError{Param: "model", Err: err}
+	}
+	if !m.Serves(req.Op) {
+		return nil, backends.BadRequestf("model", "the model %q is a %s model and does not serve %s requests", m.Name, m.Kind, req.Op)
+	}
+	return m, nil
+}
+
+func (s *Server) handleLLM(ctx *fasthttp.RequestCtx, op backends.Op) {
+	now := s.clock.Now()
+	prefix := "chatcmpl-"
+	if op == backends.OpCompletion {
+		prefix = "cmpl-"
+	}
+	req := &backends.Request{ID: s.newID(prefix)}
+	body := ctx.PostBody()
+	if err := decodeLLM(op, body, req); err != nil {
+		s.writeError(ctx, err)
+		return
+	}
+	m, err := s.modelFor(req)
+	if err != nil {
+		s.writeError(ctx, err)
+		return
+	}
+	if err := applyHeaders(req, m, ctx.Request.Header.Peek, now); err != nil {
+		s.writeError(ctx, err)
+		return
+	}
+	req.Body = append([]byte(nil), body...)
+	created := now.Unix()
+	ctx.Response.Header.Set(HeaderRequestID, req.ID)
+	if !req.Stream {
+		cctx, cancel := context.WithDeadline(context.Background(), req.Deadline)
+		res, desc, err := s.d.Do(cctx, req, m)
+		cancel()
+		if desc != nil {
+			setPlacementHeaders(ctx, desc)
+		}
+		if err != nil {
+			s.writeError(ctx, err)
+			return
+		}
+		setCostHeader(ctx, res.CostUSD)
+		ctx.SetContentType("application/json")
+		if res.Raw != nil {
+			ctx.SetBody(res.Raw)
+			return
+		}
+		b := getBuf()
+		*b = appendLLMResponse(*b, req, res, created)
+		ctx.SetBody(*b)
+		putBuf(b)
+		return
+	}
+	p, err := s.d.Place(req, m, -1)
+	if err != nil {
+		s.writeError(ctx, err)
+		return
+	}
+	setPlacementHeaders(ctx, p.Backend())
+	ctx.SetContentType("text/event-stream")
+	ctx.Response.Header.Set("Cache-Control", "no-cache")
+	ctx.Response.Header.Set("X-Accel-Buffering", "no")
+	ctx.SetBodyStreamWriter(func(w *bufio.Writer) {
+		s.runStream(w, &p, req, m, created)
+	})
+}
+
+func setPlacementHeaders(ctx *fasthttp.RequestCtx, d *backends.Descriptor) {
+	ctx.Response.Header.Set(HeaderBackend, d.Name)
+	ctx.Response.Header.Set(HeaderHardware, d.Profile.Name)
+}
+
+func setCostHeader(ctx *fasthttp.RequestCtx, usd float64) {
+	var b [32]byte
+	ctx.Response.Header.SetBytesV(HeaderCost, appendUSD(b[:0], usd))
+}
+
+// appendUSD formats a cost in USD with ten decimals (no exponent).
+func appendUSD(b []byte, usd float64) []byte {
+	if math.IsNaN(usd) || math.IsInf(usd, 0) || usd < 0 {
+		usd = 0
+	}
+	return strconv.AppendFloat(b, usd, 'f', 10, 64)
+}
+
+// appendLLMResponse renders a chat.completion or text_completion object.
+func appendLLMResponse(b []byte, req *backends.Request, res *backends.Result, created int64) []byte {
+	chat := req.Op == backends.OpChat
+	b = append(b, `{"id":`...)
+	b = appendString(b, req.ID)
+	if chat {
+		b = append(b, `,"object":"chat.completion","created":`...)
+	} else {
+		b = append(b, `,"object":"text_completion","created":`...)
+	}
+	b = strconv.AppendInt(b, created, 10)
+	b = append(b, `,"model":`...)
+	b = appendString(b, req.Model)
+	b = append(b, `,"choices":[`...)
+	for i, c := range res.Choices {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"index":`...)
+		b = strconv.AppendInt(b, int64(c.Index), 10)
+		if chat {
+			b = append(b, `,"message":{"role":"assistant","content":`...)
+			b = appendString(b, c.Text)
+			b = append(b, '}')
+		} else {
+			b = append(b, `,"text":`...)
+			b = appendString(b, c.Text)
+		}
+		b = append(b, `,"logprobs":null,"finish_reason":`...)
+		b = appendStringOrNull(b, c.FinishReason)
+		b = append(b, '}')
+	}
+	b = append(b, `],"usage":`...)
+	b = appendUsage(b, res.Usage.PromptTokens, res.Usage.CompletionTokens, false)
+	return append(b, '}')
+}
+
+func (s *Server) handleEmbeddings(ctx *fasthttp.RequestCtx) {
+	now := s.clock.Now()
+	req := &backends.Request{ID: s.newID("emb-")}
+	body := ctx.PostBody()
+	b64, err := decodeEmbedding(body, req)
+	if err != nil {
+		s.writeError(ctx, err)
+		return
+	}
+	m, err := s.modelFor(req)
+	if err != nil {
+		s.writeError(ctx, err)
+		return
+	}
+	if err := applyHeaders(req, m, ctx.Request.Header.Peek, now); err != nil {
+		s.writeError(ctx, err)
+		return
+	}
+	req.Body = append([]byte(nil), body...)
+	ctx.Response.Header.Set(HeaderRequestID, req.ID)
+	cctx, cancel := context.WithDeadline(context.Background(), req.Deadline)
+	res, desc, err := s.d.Do(cctx, req, m)
+	cancel()
+	if desc != nil {
+		setPlacementHeaders(ctx, desc)
+	}
+	if err != nil {
+		s.writeError(ctx, err)
+		return
+	}
+	setCostHeader(ctx, res.CostUSD)
+	ctx.SetContentType("application/json")
+	if res.Raw != nil {
+		ctx.SetBody(res.Raw)
+		return
+	}
+	b := getBuf()
+	*b = appendEmbeddingResponse(*b, req.Model, res, b64)
+	ctx.SetBody(*b)
+	putBuf(b)
+}
+
+func appendEmbeddingResponse(b []byte, model string, res *backends.Result, b64 bool) []byte {
+	b = append(b, `{"object":"list","data":[`...)
+	var raw []byte
+	for i, v := range res.Embeddings {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"object":"embedding","index":`...)
+		b = strconv.AppendInt(b, int64(i), 10)
+		b = append(b, `,"embedding":`...)
+		if b64 {
+			raw = raw[:0]
+			for _, f := range v {
+				raw = binary.LittleEndian.AppendUint32(raw, math.Float32bits(f))
+			}
+			b = append(b, '"')
+			b = base64.StdEncoding.AppendEncode(b, raw)
+			b = append(b, '"')
+		} else {
+			b = append(b, '[')
+			for j, f := range v {
+				if j > 0 {
+					b = append(b, ',')
+				}
+				b = appendFloat(b, float64(f), 32)
+			}
+			b = append(b, ']')
+		}
+		b = append(b, '}')
+	}
+	b = append(b, `],"model":`...)
+	b = appendString(b, model)
+	b = append(b, `,"usage":`...)
+	b = appendUsage(b, res.Usage.PromptTokens, 0, true)
+	return append(b, '}')
+}
+
+func (s *Server) handleModels(ctx *fasthttp.RequestCtx) {
+	names := make([]string, 0, len(s.d.Models()))
+	for n := range s.d.Models() {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	b := getBuf()
+	*b = append(*b, `{"object":"list","data":[`...)
+	for i, n := range names {
+		if i > 0 {
+			*b = append(*b, ',')
+		}
+		*b = appendModelObject(*b, s.d.Models()[n])
+	}
+	*b = append(*b, "]}"...)
+	ctx.SetContentType("application/json")
+	ctx.SetBody(*b)
+	putBuf(b)
+}
+
+func (s *Server) handleModel(ctx *fasthttp.RequestCtx, name string) {
+	m, err := s.d.Model(name)
+	if err != nil {
+		s.writeError(ctx, &backends.ParamError{Param: "model", Err: err})
+		return
+	}
+	b := getBuf()
+	*b = appendModelObject(*b, m)
+	ctx.SetContentType("application/json")
+	ctx.SetBody(*b)
+	putBuf(b)
+}
+
+func appendModelObject(b []byte, m *backends.Model) []byte {
+	b = append(b, `{"id":`...)
+	b = appendString(b, m.Name)
+	b = append(b, `,"object":"model","created":0,"owned_by":"accelgate","accelgate_kind":`...)
+	b = appendString(b, string(m.Kind))
+	return append(b, '}')
+}
+
+// writeError answers with the error's status and an OpenAI error body.
+func (s *Server) writeError(ctx *fasthttp.RequestCtx, err error) {
+	st := Classify(err)
+	ctx.SetStatusCode(st.HTTP)
+	if st.Retryable && (st.HTTP == fasthttp.StatusTooManyRequests || st.HTTP == fasthttp.StatusServiceUnavailable) {
+		ctx.Response.Header.Set("Retry-After", strconv.Itoa(retryAfterSeconds(err)))
+	}
+	writeOpenAIError(ctx, errorMessage(err), st.OpenAIType, errorParam(err), st.OpenAICode)
+}
+
+func writeOpenAIError(ctx *fasthttp.RequestCtx, msg, typ, param, code string) {
+	b := getBuf()
+	*b = appendOpenAIError(*b, msg, typ, param, code)
+	ctx.SetContentType("application/json")
+	ctx.SetBody(*b)
+	putBuf(b)
+}
+
+func appendOpenAIError(b []byte, msg, typ, param, code string) []byte {
+	b = append(b, `{"error":{"message":`...)
+	b = appendString(b, msg)
+	b = append(b, `,"type":`...)
+	b = appendString(b, typ)
+	b = append(b, `,"param":`...)
+	b = appendStringOrNull(b, param)
+	b = append(b, `,"code":`...)
+	b = appendStringOrNull(b, code)
+	return append(b, "}}"...)
+}
+
+// injectCost adds "accelgate_cost_usd" as the last field of a JSON object.
+func injectCost(obj []byte, usd float64) []byte {
+	obj = bytes.TrimRight(obj, " \t\r\n")
+	if len(obj) == 0 || obj[len(obj)-1] != '}' {
+		return obj
+	}
+	obj = obj[:len(obj)-1]
+	if len(bytes.TrimSpace(obj)) > 1 {
+		obj = append(obj, ',')
+	}
+	obj = append(obj, `"accelgate_cost_usd":`...)
+	obj = appendUSD(obj, usd)
+	return append(obj, '}')
+}
