@@ -53,8 +53,7 @@ var statusTable = []struct {
 // 4xx status (the client's mistake, relayed); upstream 5xx become 502.
 // Anything unknown is a 500.
 func Classify(err error) Status {
-	var ue *backends.UpstreamError
-	if errors.As(err, &ue) && !errors.Is(err, backends.ErrShed) && !errors.Is(err, backends.ErrUnavailable) {
+	if ue := asUpstream(err); ue != nil && !errors.Is(err, backends.ErrShed) && !errors.Is(err, backends.ErrUnavailable) {
 		st := Status{HTTP: ue.Status, GRPC: codes.Unknown, OpenAIType: ue.Type, OpenAICode: ue.Code}
 		switch {
 		case ue.Status == 404:
@@ -78,6 +77,29 @@ func Classify(err error) Status {
 		}
 	}
 	return Status{500, codes.Internal, "server_error", "internal_error", false}
+}
+
+// asUpstream finds an *UpstreamError in err's tree without allocating
+// (errors.As needs an escaping pointer).
+func asUpstream(err error) *backends.UpstreamError {
+	for err != nil {
+		switch x := err.(type) {
+		case *backends.UpstreamError:
+			return x
+		case interface{ Unwrap() error }:
+			err = x.Unwrap()
+		case interface{ Unwrap() []error }:
+			for _, e := range x.Unwrap() {
+				if ue := asUpstream(e); ue != nil {
+					return ue
+				}
+			}
+			return nil
+		default:
+			return nil
+		}
+	}
+	return nil
 }
 
 // errorParam returns the request field an error names, for OpenAI's error.param.

@@ -96,7 +96,7 @@ type testEnv struct {
 
 // newEnv serves the front over an in-memory listener in front of instant
 // backends.
-func newEnv(t *testing.T, cfg Config, bes ...*instant) *testEnv {
+func newEnv(t testing.TB, cfg Config, bes ...*instant) *testEnv {
 	t.Helper()
 	if len(bes) == 0 {
 		bes = []*instant{{}}
@@ -122,7 +122,7 @@ func newEnv(t *testing.T, cfg Config, bes ...*instant) *testEnv {
 }
 
 // do sends one request and returns the response (caller releases it).
-func (e *testEnv) do(t *testing.T, method, path, body string, headers ...string) *fasthttp.Response {
+func (e *testEnv) do(t testing.TB, method, path, body string, headers ...string) *fasthttp.Response {
 	t.Helper()
 	req := fasthttp.AcquireRequest()
 	defer fasthttp.ReleaseRequest(req)

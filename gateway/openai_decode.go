@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"strconv"
 	"strings"
 	"time"
@@ -76,8 +75,7 @@ func decodeJSON(body []byte, v any) error {
 	if len(bytes.TrimSpace(body)) == 0 {
 		return backends.BadRequestf("", "the request body is empty; send a JSON object")
 	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	if err := dec.Decode(v); err != nil {
+	if err := json.Unmarshal(body, v); err != nil {
 		var te *json.UnmarshalTypeError
 		var se *json.SyntaxError
 		switch {
@@ -89,13 +87,8 @@ func decodeJSON(body []byte, v any) error {
 			return backends.BadRequestf(field, "invalid type for %q: expected %s, got %s", field, jsonType(te.Type.Kind().String()), te.Value)
 		case errors.As(err, &se):
 			return backends.BadRequestf("", "malformed JSON at byte %d: %v", se.Offset, err)
-		case errors.Is(err, io.ErrUnexpectedEOF):
-			return backends.BadRequestf("", "malformed JSON: unexpected end of input")
 		}
 		return backends.BadRequestf("", "malformed JSON: %v", err)
-	}
-	if dec.More() {
-		return backends.BadRequestf("", "malformed JSON: data after the top-level object")
 	}
 	return nil
 }

@@ -122,8 +122,10 @@ func TestStreamingChat(t *testing.T) {
 					Index int
 					Delta struct{ Content string }
 				}
-				Usage *struct{ TotalTokens int `json:"total_tokens"` }
-				Cost  *float64 `json:"accelgate_cost_usd"`
+				Usage *struct {
+					TotalTokens int `json:"total_tokens"`
+				}
+				Cost *float64 `json:"accelgate_cost_usd"`
 			}
 			if err := json.Unmarshal([]byte(payload), &c); err != nil {
 				t.Fatalf("event %d: %v: %s", i, err, payload)
@@ -171,7 +173,9 @@ func TestCompletionsAndEmbeddings(t *testing.T) {
 			Index     int       `json:"index"`
 			Embedding []float32 `json:"embedding"`
 		} `json:"data"`
-		Usage struct{ PromptTokens int `json:"prompt_tokens"` } `json:"usage"`
+		Usage struct {
+			PromptTokens int `json:"prompt_tokens"`
+		} `json:"usage"`
 	}
 	if err := json.Unmarshal(resp.Body(), &out); err != nil || len(out.Data) != 3 || out.Data[2].Index != 2 || out.Data[0].Embedding[1] != 0.8 {
 		t.Fatalf("embeddings: %v %s", err, resp.Body())

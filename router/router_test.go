@@ -14,7 +14,7 @@ var t0 = time.Date(2026, 11, 27, 0, 0, 0, 0, time.UTC)
 func llmProfile(name string, price, decodeBase float64, maxConc int) *backends.Profile {
 	return &backends.Profile{
 		Name: name, Kind: backends.KindGPU, PricePerHour: price, MemoryGB: 80,
-		LLM: &backends.LLMModel{PrefillBaseMs: 3, PrefillMsPer1kTokens: 20, DecodeBaseMs: decodeBase, DecodePerSeqMs: 0.1, MaxConcurrency: maxConc, Source: "test"},
+		LLM:    &backends.LLMModel{PrefillBaseMs: 3, PrefillMsPer1kTokens: 20, DecodeBaseMs: decodeBase, DecodePerSeqMs: 0.1, MaxConcurrency: maxConc, Source: "test"},
 		Vision: &backends.BatchModel{BaseMs: decodeBase / 4, PerItemMs: 0.1, MaxBatch: 8, Source: "test"},
 	}
 }

@@ -1,0 +1,264 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/openai/openai-go/v3"
+	"github.com/openai/openai-go/v3/option"
+)
+
+// startEmulator builds cmd/emulator and starts it as a separate process on a
+// free loopback port; it returns the address from its first output line.
+func startEmulator(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "emulator")
+	build := exec.Command("go", "build", "-o", bin, "github.com/accelgate/accelgate/cmd/emulator")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building the emulator: %v\n%s", err, out)
+	}
+	cmd := exec.Command(bin, "-profile", "h100-sxm-80gb", "-models", "llama-3.1-8b-instruct,bge-base-en-v1.5", "-http-addr", "127.0.0.1:0", "-jitter", "0")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		t.Fatalf("reading the emulator's first line: %v", err)
+	}
+	addr, ok := strings.CutPrefix(strings.TrimSpace(line), "http=")
+	if !ok {
+		t.Fatalf("first line %q does not name http=HOST:PORT", line)
+	}
+	return addr
+}
+
+// startGateway runs the gateway in-process (the real main wiring) in front of
+// the emulator and returns its address.
+func startGateway(t *testing.T, upstream string) string {
+	t.Helper()
+	fleetFile := filepath.Join(t.TempDir(), "fleet.yaml")
+	fleetYAML := fmt.Sprintf(`models:
+  - name: llama-3.1-8b-instruct
+    kind: llm
+    slo:
+      standard: {ttft_ms: 5000, tpot_ms: 200}
+  - name: bge-base-en-v1.5
+    kind: embedding
+    dimension: 768
+backends:
+  - name: remote-h100
+    hardware: h100-sxm-80gb
+    transport: openai
+    url: http://%s
+    models: [llama-3.1-8b-instruct, bge-base-en-v1.5]
+`, upstream)
+	if err := os.WriteFile(fleetFile, []byte(fleetYAML), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"-config", fleetFile, "-http-addr", "127.0.0.1:0", "-max-body-bytes", "65536"}, func(string) string { return "" }, pw)
+		pw.Close()
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("gateway exited with %v", err)
+		}
+	})
+	br := bufio.NewReader(pr)
+	line, err := br.ReadString('\n')
+	if err != nil {
+		t.Fatalf("gateway output: %v", err)
+	}
+	go io.Copy(io.Discard, br) // keep draining the fleet table
+	_, addr, ok := strings.Cut(strings.TrimSpace(line), "http=")
+	if !ok {
+		t.Fatalf("gateway first line %q", line)
+	}
+	return addr
+}
+
+func TestOpenAISDKThroughGatewayAndEmulatorProcess(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	gw := startGateway(t, startEmulator(t))
+	client := openai.NewClient(option.WithBaseURL("http://"+gw+"/v1/"), option.WithAPIKey("test"), option.WithMaxRetries(0))
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	const model = "llama-3.1-8b-instruct"
+
+	t.Run("list models", func(t *testing.T) {
+		page, err := client.Models.List(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []string
+		for _, m := range page.Data {
+			ids = append(ids, m.ID)
+		}
+		if strings.Join(ids, ",") != "bge-base-en-v1.5,llama-3.1-8b-instruct" {
+			t.Fatalf("models %v", ids)
+		}
+	})
+
+	t.Run("chat", func(t *testing.T) {
+		var resp *http.Response
+		c, err := client.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{
+			Model:     model,
+			Messages:  []openai.ChatCompletionMessageParamUnion{openai.SystemMessage("Be brief."), openai.UserMessage("Say hello.")},
+			MaxTokens: openai.Int(12),
+		}, option.WithResponseInto(&resp))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(c.Choices) != 1 || c.Choices[0].Message.Content == "" || c.Usage.CompletionTokens < 1 || c.Usage.CompletionTokens > 12 || c.Usage.PromptTokens < 5 {
+			t.Fatalf("bad completion: %+v", c)
+		}
+		if c.Usage.CompletionTokens == 12 && c.Choices[0].FinishReason != "length" {
+			t.Fatalf("max_tokens reached but finish_reason %q", c.Choices[0].FinishReason)
+		}
+		if resp.Header.Get("x-accelgate-backend") != "remote-h100" || resp.Header.Get("x-accelgate-hardware") != "h100-sxm-80gb" || resp.Header.Get("x-accelgate-cost-usd") == "" {
+			t.Fatalf("placement headers: %v", resp.Header)
+		}
+	})
+
+	t.Run("chat stream", func(t *testing.T) {
+		var resp *http.Response
+		stream := client.Chat.Completions.NewStreaming(ctx, openai.ChatCompletionNewParams{
+			Model:         model,
+			Messages:      []openai.ChatCompletionMessageParamUnion{openai.UserMessage("Tell me a story.")},
+			MaxTokens:     openai.Int(20),
+			StreamOptions: openai.ChatCompletionStreamOptionsParam{IncludeUsage: openai.Bool(true)},
+		}, option.WithResponseInto(&resp))
+		var acc openai.ChatCompletionAccumulator
+		var chunks int
+		var last openai.ChatCompletionChunk
+		for stream.Next() {
+			chunk := stream.Current()
+			acc.AddChunk(chunk)
+			last = chunk
+			chunks++
+		}
+		if err := stream.Err(); err != nil {
+			t.Fatal(err)
+		}
+		if chunks < 3 || acc.Choices[0].Message.Content == "" || acc.Usage.CompletionTokens < 1 {
+			t.Fatalf("stream: %d chunks, %+v", chunks, acc.ChatCompletion)
+		}
+		if _, ok := last.JSON.ExtraFields["accelgate_cost_usd"]; !ok || last.Usage.TotalTokens == 0 {
+			t.Fatalf("the last chunk must be the usage chunk with accelgate_cost_usd: %s", last.RawJSON())
+		}
+		if resp.Header.Get("x-accelgate-backend") != "remote-h100" {
+			t.Fatalf("stream placement header: %v", resp.Header)
+		}
+	})
+
+	t.Run("completions", func(t *testing.T) {
+		c, err := client.Completions.New(ctx, openai.CompletionNewParams{
+			Model:     openai.CompletionNewParamsModel(model),
+			Prompt:    openai.CompletionNewParamsPromptUnion{OfString: openai.String("Once upon a time")},
+			MaxTokens: openai.Int(8),
+			N:         openai.Int(2),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(c.Choices) != 2 || c.Choices[0].Text == "" || c.Usage.CompletionTokens < 2 {
+			t.Fatalf("completions: %+v", c)
+		}
+	})
+
+	t.Run("embeddings", func(t *testing.T) {
+		e, err := client.Embeddings.New(ctx, openai.EmbeddingNewParams{
+			Model: "bge-base-en-v1.5",
+			Input: openai.EmbeddingNewParamsInputUnion{OfArrayOfStrings: []string{"first", "second", "first"}},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(e.Data) != 3 || len(e.Data[0].Embedding) != 768 {
+			t.Fatalf("embeddings: %d vectors", len(e.Data))
+		}
+		var norm float64
+		for _, v := range e.Data[0].Embedding {
+			norm += v * v
+		}
+		if norm < 0.999 || norm > 1.001 {
+			t.Fatalf("not unit norm: %v", norm)
+		}
+		for i := range e.Data[0].Embedding {
+			if e.Data[0].Embedding[i] != e.Data[2].Embedding[i] {
+				t.Fatal("the same input must give the same vector")
+			}
+		}
+	})
+
+	apiErr := func(t *testing.T, err error, status int) *openai.Error {
+		t.Helper()
+		var ae *openai.Error
+		if !errors.As(err, &ae) {
+			t.Fatalf("want an *openai.Error with status %d, got %v", status, err)
+		}
+		if ae.StatusCode != status || ae.Message == "" || ae.Type == "" {
+			t.Fatalf("status %d type %q message %q, want %d with an OpenAI error body", ae.StatusCode, ae.Type, ae.Message, status)
+		}
+		return ae
+	}
+
+	t.Run("unknown model", func(t *testing.T) {
+		_, err := client.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{
+			Model: "gpt-17", Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("hi")},
+		})
+		if ae := apiErr(t, err, 404); ae.Code != "model_not_found" {
+			t.Fatalf("code %q", ae.Code)
+		}
+	})
+
+	t.Run("malformed JSON", func(t *testing.T) {
+		_, err := client.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{},
+			option.WithRequestBody("application/json", []byte(`{"model": "llama-3.1-8b-instruct", "messages": [`)))
+		apiErr(t, err, 400)
+	})
+
+	t.Run("oversized body", func(t *testing.T) {
+		_, err := client.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{
+			Model: model, Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage(strings.Repeat("word ", 20000))},
+		})
+		apiErr(t, err, 413)
+	})
+
+	t.Run("context length", func(t *testing.T) {
+		_, err := client.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{
+			Model: model, Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("hi")}, MaxTokens: openai.Int(9000),
+		})
+		apiErr(t, err, 400)
+	})
+
+	t.Run("still serving", func(t *testing.T) {
+		if _, err := client.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{
+			Model: model, Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("hi")}, MaxTokens: openai.Int(2),
+		}); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
