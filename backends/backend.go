@@ -45,3 +45,20 @@ type Backend interface {
 	Do(ctx context.Context, req *Request, model *Model, stream StreamFunc) (*Result, error)
 	Close() error
 }
+
+// ModelMetadata is a tensor model's metadata as a KServe v2 server reports it.
+type ModelMetadata struct {
+	Name     string
+	Versions []string
+	Platform string
+	Inputs   []TensorSpec
+	Outputs  []TensorSpec
+}
+
+// MetadataSource is implemented by backends that can report the metadata of a
+// model they serve (KServe v2 upstreams). The gateway compares it with the
+// fleet file at start and on reconnect, and keeps a backend that disagrees
+// out of rotation. It may do I/O; it is never called on the request path.
+type MetadataSource interface {
+	ModelMetadata(ctx context.Context, model, version string) (*ModelMetadata, error)
+}

@@ -30,6 +30,25 @@ type Model struct {
 	ExpectedOutputTokens int // LLM: output length placement plans for when max_tokens is absent
 	Dimension            int // embedding: vector dimension
 	Classes              int // tensor (vision): number of output logits per item
+
+	// Tensor (KServe v2) metadata.
+	Platform string       // e.g. "onnxruntime_onnx", "tensorrt_plan"
+	Versions []string     // served versions; the first is the default
+	Inputs   []TensorSpec // input tensors
+	Outputs  []TensorSpec // output tensors
+}
+
+// HasVersion reports whether v names a served version ("" means the default).
+func (m *Model) HasVersion(v string) bool {
+	if v == "" {
+		return true
+	}
+	for _, x := range m.Versions {
+		if x == v {
+			return true
+		}
+	}
+	return false
 }
 
 // Serves reports whether the model's kind serves op.

@@ -116,11 +116,18 @@ type Request struct {
 	// Embedding fields (OpEmbedding).
 	Inputs []string // one entry per input to embed
 
+	// Tensor fields (OpTensor, KServe v2 infer).
+	ModelVersion string          // "" = the model's default version
+	Tensors      []Tensor        // inputs, validated against the model's metadata
+	Outputs      []OutputRequest // requested outputs; empty = all
+	ClientID     string          // the request's "id", echoed in the response
+
 	// EstInputTokens is the front's cheap estimate of the prompt size in tokens
 	// (bytes/4, rounded up), used for placement before a tokenizer has run.
 	EstInputTokens int
 	// Rows is the number of items the request carries through a batch: input
-	// strings for embeddings, images for vision, prompts × n for completions.
+	// strings for embeddings, the batch dimension (first dimension of the
+	// first input) for tensors, prompts × n for completions.
 	Rows int
 
 	// Body is the client's JSON body, copied, so OpenAI-compatible upstreams

@@ -28,7 +28,7 @@ type Timing struct {
 type Result struct {
 	Choices    []Choice    // chat and completions, in choice order
 	Embeddings [][]float32 // embeddings, in input order; unit norm
-	Logits     [][]float32 // tensor models (vision): one row per input item
+	Tensors    []Tensor    // tensor models (KServe v2): the outputs, in canonical form
 	Usage      Usage
 	Timing     Timing
 

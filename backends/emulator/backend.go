@@ -2,7 +2,9 @@ package emulator
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"sync"
 	"time"
@@ -521,11 +523,28 @@ func (b *Backend) prepareBatch(req *backends.Request, model *backends.Model, cla
 	if classes <= 0 {
 		classes = DefaultClasses
 	}
-	h := hashString(uint64(req.Seed), string(req.Body))
+	// One output tensor of logits, [rows, classes] FP32, named as the model's
+	// first declared output. Each row's logits depend only on that row's
+	// input bytes, so the same image always gets the same answer.
+	name := "output"
+	if len(model.Outputs) > 0 {
+		name = model.Outputs[0].Name
+	}
+	out := backends.Tensor{Name: name, Datatype: backends.FP32, Shape: []int64{int64(rows), int64(classes)},
+		Data: make([]byte, 0, rows*classes*4)}
+	var in []byte
+	if len(req.Tensors) > 0 {
+		in = req.Tensors[0].Data
+	}
+	per := len(in) / rows
 	for i := range rows {
 		it.tokens = append(it.tokens, 0)
-		it.res.Logits = append(it.res.Logits, logits(h, i, classes))
+		h := hashString(uint64(req.Seed), string(in[i*per:(i+1)*per]))
+		for _, v := range logits(h, 0, classes) {
+			out.Data = binary.LittleEndian.AppendUint32(out.Data, math.Float32bits(v))
+		}
 	}
+	it.res.Tensors = append(it.res.Tensors, out)
 	return it, nil
 }
 

@@ -328,20 +328,36 @@ func equalVec(a, b []float32) bool {
 func TestTensor(t *testing.T) {
 	p := testProfile(8)
 	b, clk := newTestBackend(p, 0)
-	req := &backends.Request{Op: backends.OpTensor, Rows: 3, Body: []byte("image bytes")}
+	img := make([]byte, 3*16) // three 16-byte "images"; the first two identical
+	for i := 32; i < 48; i++ {
+		img[i] = byte(i)
+	}
+	req := &backends.Request{Op: backends.OpTensor, Rows: 3,
+		Tensors: []backends.Tensor{{Name: "input", Datatype: backends.UINT8, Shape: []int64{3, 16}, Data: img}}}
 	res, err := do(t, b, clk, req, visModel, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res.Logits) != 3 || len(res.Logits[0]) != 10 {
-		t.Fatalf("logits %d×%d", len(res.Logits), len(res.Logits[0]))
+	if len(res.Tensors) != 1 {
+		t.Fatalf("%d output tensors, want 1", len(res.Tensors))
+	}
+	out := res.Tensors[0]
+	if out.Datatype != backends.FP32 || len(out.Shape) != 2 || out.Shape[0] != 3 || out.Shape[1] != 10 {
+		t.Fatalf("output %s %v", out.Datatype, out.Shape)
+	}
+	if err := out.Validate(); err != nil {
+		t.Fatal(err)
 	}
 	if res.Timing.Total != p.Vision.BatchTime(3, 0) {
 		t.Errorf("total %v", res.Timing.Total)
 	}
+	row := func(t backends.Tensor, i int) []byte { return t.Data[i*40 : (i+1)*40] }
 	again, _ := do(t, b, clk, req, visModel, nil)
-	if !equalVec(again.Logits[2], res.Logits[2]) || equalVec(res.Logits[0], res.Logits[1]) {
-		t.Error("logits must be deterministic per item and differ between items")
+	if string(row(again.Tensors[0], 2)) != string(row(out, 2)) {
+		t.Error("logits must be deterministic per item")
+	}
+	if string(row(out, 0)) != string(row(out, 1)) || string(row(out, 0)) == string(row(out, 2)) {
+		t.Error("identical images must get identical logits, different images different ones")
 	}
 }
 

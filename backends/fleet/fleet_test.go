@@ -1,0 +1,771 @@
+package fleet_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/accelgate/accelgate/backends"
+	"github.com/accelgate/accelgate/backends/catalog"
+	"github.com/accelgate/accelgate/backends/fleet"
+	"github.com/accelgate/accelgate/router"
+)
+
+// models is a valid models section: one model of each kind.
+const models = `
+models:
+  - name: llm
+    kind: llm
+  - name: emb
+    kind: embedding
+    dimension: 768
+  - name: vis
+    kind: tensor
+`
+
+// backend0 is a valid backends section of one whole GPU serving all three.
+const backend0 = `
+backends:
+  - name: gpu-0
+    hardware: h100-sxm-80gb
+    models: [llm, emb, vis]
+`
+
+// parseValidate runs Parse then Validate against the default catalog and
+// returns the first error.
+func parseValidate(t *testing.T, src string) (*fleet.File, error) {
+	t.Helper()
+	f, err := fleet.Parse([]byte(src))
+	if err != nil {
+		return nil, err
+	}
+	return f, f.Validate(catalog.Default())
+}
+
+func mustValidate(t *testing.T, src string) *fleet.File {
+	t.Helper()
+	f, err := parseValidate(t, src)
+	if err != nil {
+		t.Fatalf("valid fleet rejected: %v\n%s", err, src)
+	}
+	return f
+}
+
+func TestValidBaseFleet(t *testing.T) {
+	// The pieces the rejection table builds on are valid by themselves.
+	mustValidate(t, models+backend0)
+}
+
+func TestRejectsBadFleets(t *testing.T) {
+	cases := []struct {
+		name string
+		src  string
+		want []string // substrings the error must contain; the first is the field path
+	}{
+		// Strict decoding.
+		{"unknown top-level field", models + backend0 + "\nroutes: {}\n",
+			[]string{"field routes not found"}},
+		{"unknown model field", `
+models:
+  - name: llm
+    kind: llm
+    context_lenght: 4096
+` + backend0, []string{"field context_lenght not found", "line 5"}},
+		{"unknown backend field", models + `
+backends:
+  - name: gpu-0
+    hardwares: h100-sxm-80gb
+    models: [llm]
+`, []string{"field hardwares not found"}},
+		{"unknown slo field", `
+models:
+  - name: llm
+    kind: llm
+    slo:
+      critical: {ttft: 300}
+` + backend0, []string{"field ttft not found"}},
+		{"unknown router field", models + backend0 + "router:\n  polcy: fastest\n",
+			[]string{"field polcy not found"}},
+		{"wrong type", models + `
+backends:
+  - name: gpu-0
+    hardware: h100-sxm-80gb
+    models: [llm]
+    rtt_ms: fast
+`, []string{"line 15", "fast"}},
+		{"string for a list", models + `
+backends:
+  - name: gpu-0
+    hardware: h100-sxm-80gb
+    models: llm
+`, []string{"line 14", "llm"}},
+
+		// Models.
+		{"no models section", backend0, []string{"models: at least one model is required"}},
+		{"empty models", "models: []\n" + backend0, []string{"models: at least one model is required"}},
+		{"model without name", `
+models:
+  - kind: llm
+` + backend0, []string{"models[0].name", "missing"}},
+		{"duplicate model", models + `
+  - name: emb
+    kind: embedding
+    dimension: 8
+` + backend0, []string{"models[3].name", `duplicate model "emb"`}},
+		{"bad kind", `
+models:
+  - name: llm
+    kind: chat
+` + backend0, []string{"models[0].kind", `"chat"`}},
+		{"missing kind", `
+models:
+  - name: llm
+` + backend0, []string{"models[0].kind"}},
+		{"bad default_priority", `
+models:
+  - name: llm
+    kind: llm
+    default_priority: urgent
+` + backend0, []string{"models[0].default_priority", `"urgent"`}},
+		{"unknown slo priority", `
+models:
+  - name: llm
+    kind: llm
+    slo:
+      vip: {ttft_ms: 100}
+` + backend0, []string{"models[0].slo.vip", "unknown priority"}},
+		{"negative slo", `
+models:
+  - name: llm
+    kind: llm
+    slo:
+      standard: {ttft_ms: 100, tpot_ms: -1}
+` + backend0, []string{"models[0].slo.standard", "negative"}},
+		{"timeout without a unit", `
+models:
+  - name: llm
+    kind: llm
+    timeout: 60
+` + backend0, []string{"line 5", "time.Duration"}},
+		{"negative timeout", `
+models:
+  - name: llm
+    kind: llm
+    timeout: -5s
+` + backend0, []string{"models[0].timeout"}},
+		{"tiny context", `
+models:
+  - name: llm
+    kind: llm
+    context_length: 8
+` + backend0, []string{"models[0].context_length"}},
+		{"negative expected output", `
+models:
+  - name: llm
+    kind: llm
+    expected_output_tokens: -1
+` + backend0, []string{"models[0].expected_output_tokens"}},
+		{"embedding without dimension", `
+models:
+  - name: llm
+    kind: llm
+  - name: emb
+    kind: embedding
+` + backend0, []string{"models[1].dimension", "required"}},
+		{"negative classes", `
+models:
+  - name: vis
+    kind: tensor
+    classes: -3
+`, []string{"models[0].classes"}},
+
+		// Backends.
+		{"no backends", models, []string{"backends: at least one backend is required"}},
+		{"backend without name", models + `
+backends:
+  - hardware: h100-sxm-80gb
+    models: [llm]
+`, []string{"backends[0].name", "missing"}},
+		{"unknown hardware", models + `
+backends:
+  - name: gpu-0
+    hardware: h100-sxm-80gb
+    models: [llm]
+  - name: gpu-1
+    hardware: b200
+    models: [llm]
+`, []string{"backends[1].hardware", `unknown profile "b200"`, "known: h100-sxm-80gb, "}},
+		{"duplicate backend name", models + `
+backends:
+  - name: gpu-0
+    hardware: h100-sxm-80gb
+    models: [llm]
+  - name: gpu-0
+    hardware: l4
+    models: [llm]
+`, []string{"backends[1].name", `duplicate backend "gpu-0"`}},
+		{"unknown transport", models + `
+backends:
+  - name: gpu-0
+    hardware: h100-sxm-80gb
+    transport: grpc
+    models: [llm]
+`, []string{"backends[0].transport", `"grpc"`}},
+		{"openai without url", models + `
+backends:
+  - name: gpu-0
+    hardware: h100-sxm-80gb
+    transport: openai
+    models: [llm]
+`, []string{"backends[0].url", "http(s) URL"}},
+		{"openai with ftp url", models + `
+backends:
+  - name: gpu-0
+    hardware: h100-sxm-80gb
+    transport: openai
+    url: ftp://files.example.com/
+    models: [llm]
+`, []string{"backends[0].url", "ftp://files.example.com/"}},
+		{"openai url without host", models + `
+backends:
+  - name: gpu-0
+    hardware: h100-sxm-80gb
+    transport: openai
+    url: "http:///v1"
+    models: [llm]
+`, []string{"backends[0].url"}},
+		{"openai url without scheme", models + `
+backends:
+  - name: gpu-0
+    hardware: h100-sxm-80gb
+    transport: openai
+    url: 10.0.0.5:8000
+    models: [llm]
+`, []string{"backends[0].url"}},
+		{"openai unparsable url", models + `
+backends:
+  - name: gpu-0
+    hardware: h100-sxm-80gb
+    transport: openai
+    url: "http://[::1"
+    models: [llm]
+`, []string{"backends[0].url"}},
+		{"emulated with url", models + `
+backends:
+  - name: gpu-0
+    hardware: h100-sxm-80gb
+    transport: emulated
+    url: http://10.0.0.5:8000
+    models: [llm]
+`, []string{"backends[0].url", "only an openai transport"}},
+		{"default transport with url", models + `
+backends:
+  - name: gpu-0
+    hardware: h100-sxm-80gb
+    url: http://10.0.0.5:8000
+    models: [llm]
+`, []string{"backends[0].url"}},
+		{"backend without models", models + `
+backends:
+  - name: gpu-0
+    hardware: h100-sxm-80gb
+`, []string{"backends[0].models", "at least one model"}},
+		{"unknown model", models + `
+backends:
+  - name: gpu-0
+    hardware: h100-sxm-80gb
+    models: [llm, gpt-9]
+`, []string{"backends[0].models[1]", `"gpt-9" is not in the models section`}},
+		{"mig slice serving an llm", models + `
+backends:
+  - name: gpu-0
+    hardware: h100-sxm-80gb
+    models: [llm]
+  - name: mig-0
+    hardware: a100-mig-1g.10gb
+    models: [vis, llm]
+`, []string{"backends[1].models[1]", `"a100-mig-1g.10gb" has no llm latency model`}},
+		{"negative price", models + `
+backends:
+  - name: gpu-0
+    hardware: h100-sxm-80gb
+    models: [llm]
+    price_per_hour_usd: -0.01
+`, []string{"backends[0].price_per_hour_usd", "negative"}},
+		{"negative rtt", models + `
+backends:
+  - name: gpu-0
+    hardware: h100-sxm-80gb
+    models: [llm]
+    rtt_ms: -1
+`, []string{"backends[0].rtt_ms", "negative"}},
+		{"jitter above 1", models + `
+backends:
+  - name: gpu-0
+    hardware: h100-sxm-80gb
+    models: [llm]
+    jitter: 1.5
+`, []string{"backends[0].jitter", "[0, 1]"}},
+		{"negative jitter", models + `
+backends:
+  - name: gpu-0
+    hardware: h100-sxm-80gb
+    models: [llm]
+    jitter: -0.1
+`, []string{"backends[0].jitter"}},
+
+		// Router.
+		{"unknown policy", models + backend0 + "router:\n  policy: cheapest\n",
+			[]string{"router.policy", `"cheapest"`}},
+		{"margin above range", models + backend0 + "router:\n  margin: 11\n",
+			[]string{"router.margin", "outside [0, 10]"}},
+		{"negative margin", models + backend0 + "router:\n  margin: -0.5\n",
+			[]string{"router.margin"}},
+		{"negative eject_after", models + backend0 + "router:\n  eject_after: -1\n",
+			[]string{"router.eject_after"}},
+		{"negative eject_for", models + backend0 + "router:\n  eject_for: -1s\n",
+			[]string{"router.eject_for"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := parseValidate(t, c.src)
+			if err == nil {
+				t.Fatalf("accepted:\n%s", c.src)
+			}
+			for _, w := range c.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not contain %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestUnknownHardwareListsEveryProfile(t *testing.T) {
+	_, err := parseValidate(t, models+`
+backends:
+  - name: gpu-0
+    hardware: nope
+    models: [llm]
+`)
+	if err == nil {
+		t.Fatal("unknown hardware accepted")
+	}
+	for _, name := range catalog.Default().Names() {
+		if !strings.Contains(err.Error(), name) {
+			t.Errorf("error does not list known profile %q: %v", name, err)
+		}
+	}
+}
+
+func TestValidateReportsEveryProblem(t *testing.T) {
+	_, err := parseValidate(t, `
+models:
+  - name: llm
+    kind: llm
+    default_priority: urgent
+backends:
+  - name: gpu-0
+    hardware: nope
+    transport: carrier-pigeon
+    models: [llm, missing]
+    rtt_ms: -3
+router:
+  policy: random
+`)
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	for _, w := range []string{"models[0].default_priority", "backends[0].hardware", "backends[0].transport", "backends[0].models[1]", "backends[0].rtt_ms", "router.policy"} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error does not report %s: %v", w, err)
+		}
+	}
+}
+
+func TestParseEmptyAndNonMapping(t *testing.T) {
+	for _, src := range []string{"", "[1, 2]\n", "models: 3\n", "\t- bad: [indent\n"} {
+		if f, err := parseValidate(t, src); err == nil {
+			t.Errorf("%q accepted: %+v", src, f)
+		}
+	}
+}
+
+func TestDefaultFleet(t *testing.T) {
+	cat := catalog.Default()
+	f, err := fleet.Default(cat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Default parses the same bytes DefaultYAML hands out, and they validate.
+	if _, err := parseValidate(t, string(fleet.DefaultYAML())); err != nil {
+		t.Fatalf("DefaultYAML: %v", err)
+	}
+	y := fleet.DefaultYAML()
+	y[0] = '!'
+	if fleet.DefaultYAML()[0] == '!' {
+		t.Fatal("DefaultYAML returns the embedded bytes, not a copy")
+	}
+
+	byKind := map[backends.Kind]int{}
+	hw := map[string]int{}
+	inf2 := 0
+	for i, b := range f.Backends {
+		p, ok := cat.Get(b.Hardware)
+		if !ok {
+			t.Fatalf("backends[%d]: unknown hardware %q", i, b.Hardware)
+		}
+		byKind[p.Kind]++
+		hw[b.Hardware]++
+		if strings.HasPrefix(b.Hardware, "inf2") {
+			inf2++
+		}
+		if b.Transport != fleet.TransportEmulated {
+			t.Errorf("backends[%d]: transport %q, want emulated", i, b.Transport)
+		}
+	}
+	if hw["h100-sxm-80gb"] < 1 {
+		t.Error("no whole h100 gpu")
+	}
+	if byKind[backends.KindMIG] < 3 {
+		t.Errorf("%d MIG slices, want several", byKind[backends.KindMIG])
+	}
+	if hw["l4"] < 1 || hw["tpu-v5e"] < 1 || inf2 < 1 {
+		t.Errorf("missing l4, tpu-v5e or inf2: %v", hw)
+	}
+	if byKind[backends.KindEdge] != 2 {
+		t.Errorf("%d edge nodes, want 2", byKind[backends.KindEdge])
+	}
+
+	want := map[string]backends.ModelKind{
+		"llama-3.1-8b-instruct": backends.ModelLLM,
+		"bge-base-en-v1.5":      backends.ModelEmbedding,
+		"resnet-50":             backends.ModelTensor,
+	}
+	served := map[string]bool{}
+	for _, b := range f.Backends {
+		for _, m := range b.Models {
+			served[m] = true
+		}
+	}
+	for _, m := range f.Models {
+		if k, ok := want[m.Name]; ok && backends.ModelKind(m.Kind) != k {
+			t.Errorf("%s: kind %q, want %q", m.Name, m.Kind, k)
+		}
+		if m.Name == "bge-base-en-v1.5" && m.Dimension != 768 {
+			t.Errorf("bge dimension %d, want 768", m.Dimension)
+		}
+	}
+	for name := range want {
+		if !served[name] {
+			t.Errorf("no backend serves %s", name)
+		}
+	}
+	if f.Router.Policy != router.PolicyAccelgate {
+		t.Errorf("router policy %q", f.Router.Policy)
+	}
+
+	// It builds (every emulated backend), and the router accepts it.
+	fl, err := f.Build(cat, fleet.BuildOptions{Getenv: func(string) string { return "" }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fl.Close()
+	if len(fl.Backends) != len(f.Backends) || len(fl.Models) != 3 || len(fl.ModelOrder) != 3 {
+		t.Fatalf("built %d backends, %d models", len(fl.Backends), len(fl.Models))
+	}
+	if got := strings.Join(fl.ModelNames(), ","); got != "bge-base-en-v1.5,llama-3.1-8b-instruct,resnet-50" {
+		t.Errorf("model names %s", got)
+	}
+	if _, err := router.New(fl.Router, fl.Descriptors(), nil); err != nil {
+		t.Fatalf("router rejects the default fleet: %v", err)
+	}
+	llama := fl.Models["llama-3.1-8b-instruct"]
+	if llama.SLO[backends.Critical].TTFT != 300*time.Millisecond || llama.SLO[backends.Standard].TPOT != 60*time.Millisecond || llama.DefaultPriority != backends.Standard {
+		t.Errorf("llama settings: %+v", llama)
+	}
+}
+
+func TestDefaultsFilled(t *testing.T) {
+	f := mustValidate(t, models+backend0)
+	llm, emb, vis := f.Models[0], f.Models[1], f.Models[2]
+	if llm.Timeout != 60*time.Second || emb.Timeout != backends.DefaultTimeout || vis.Timeout != 60*time.Second {
+		t.Errorf("timeouts %v %v %v, want 60s", llm.Timeout, emb.Timeout, vis.Timeout)
+	}
+	if llm.ContextLength != 8192 || llm.ExpectedOutputTokens != 256 {
+		t.Errorf("llm context %d, expected output %d", llm.ContextLength, llm.ExpectedOutputTokens)
+	}
+	if vis.Classes != 1000 {
+		t.Errorf("classes %d", vis.Classes)
+	}
+	for i, m := range f.Models {
+		if m.DefaultPriority != "standard" {
+			t.Errorf("models[%d].default_priority %q", i, m.DefaultPriority)
+		}
+	}
+	// LLM defaults are not applied to other kinds, and vice versa.
+	if emb.ContextLength != 0 || emb.Classes != 0 || llm.Classes != 0 || vis.ContextLength != 0 {
+		t.Errorf("defaults leaked across kinds: %+v %+v %+v", llm, emb, vis)
+	}
+	b := f.Backends[0]
+	if b.Transport != fleet.TransportEmulated || b.Seed != 1 {
+		t.Errorf("backend defaults: transport %q seed %d", b.Transport, b.Seed)
+	}
+	r := f.Router
+	if r.Policy != router.PolicyAccelgate || r.Margin != 0.1 || r.EjectAfter != 3 || r.EjectFor != 10*time.Second {
+		t.Errorf("router defaults: %+v", r)
+	}
+	m := llm.Model()
+	if m.Kind != backends.ModelLLM || m.DefaultPriority != backends.Standard || m.Timeout != time.Minute || m.ContextLength != 8192 {
+		t.Errorf("Model(): %+v", m)
+	}
+	// Validate is idempotent: a second pass changes nothing and still passes.
+	before := *f
+	if err := f.Validate(catalog.Default()); err != nil {
+		t.Fatal(err)
+	}
+	if before.Models[0].Timeout != f.Models[0].Timeout || before.Router != f.Router {
+		t.Error("a second Validate changed the file")
+	}
+}
+
+func TestLoad(t *testing.T) {
+	cat := catalog.Default()
+	f, err := fleet.Load(filepath.Join("testdata", "small.yaml"), cat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(f.Models) != 3 || len(f.Backends) != 3 {
+		t.Fatalf("loaded %d models, %d backends", len(f.Models), len(f.Backends))
+	}
+	emb := f.Models[1].Model()
+	if emb.Timeout != 2500*time.Millisecond || emb.DefaultPriority != backends.Sheddable || emb.Dimension != 384 {
+		t.Errorf("embed: %+v", emb)
+	}
+	chat := f.Models[0].Model()
+	if chat.SLO[backends.Critical] != (backends.SLO{TTFT: 250 * time.Millisecond, TPOT: 40 * time.Millisecond}) ||
+		chat.SLO[backends.Sheddable].E2E != 1500500*time.Microsecond || chat.SLO[backends.Standard] != (backends.SLO{}) {
+		t.Errorf("chat SLOs: %+v", chat.SLO)
+	}
+	if f.Backends[1].Seed != 99 || f.Backends[2].Seed != 3 || f.Backends[1].Jitter == nil || *f.Backends[1].Jitter != 0 {
+		t.Errorf("seeds %d %d, jitter %v", f.Backends[1].Seed, f.Backends[2].Seed, f.Backends[1].Jitter)
+	}
+
+	for _, c := range []struct {
+		file string
+		want []string
+	}{
+		{"invalid.yaml", []string{"backends[0].hardware", `"h200-imaginary"`}},
+		{"unknown-field.yaml", []string{"field hardwares not found"}},
+	} {
+		path := filepath.Join("testdata", c.file)
+		_, err := fleet.Load(path, cat)
+		if err == nil {
+			t.Fatalf("%s accepted", path)
+		}
+		if !strings.HasPrefix(err.Error(), path+": ") {
+			t.Errorf("%s: error does not start with the path: %v", path, err)
+		}
+		for _, w := range c.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%s: error %q does not contain %q", path, err, w)
+			}
+		}
+	}
+
+	missing := filepath.Join("testdata", "no-such-fleet.yaml")
+	_, err = fleet.Load(missing, cat)
+	if !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), missing) {
+		t.Errorf("missing file: %v", err)
+	}
+}
+
+func TestBuildCarriesOverrides(t *testing.T) {
+	cat := catalog.Default()
+	f, err := fleet.Load(filepath.Join("testdata", "small.yaml"), cat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fl, err := f.Build(cat, fleet.BuildOptions{Getenv: func(k string) string {
+		t.Errorf("Getenv(%q) called for a fleet without api_key_env", k)
+		return ""
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fl.Close()
+	ds := fl.Descriptors()
+	if len(ds) != 3 {
+		t.Fatalf("%d descriptors", len(ds))
+	}
+	l4, _ := cat.Get("l4")
+	h100, _ := cat.Get("h100-sxm-80gb")
+	big, owned := ds[0], ds[1]
+	if big.Name != "big" || big.Profile != h100 || big.PricePerHour != h100.PricePerHour || big.RTT != 0 || big.Transport != fleet.TransportEmulated {
+		t.Errorf("big: %+v", big)
+	}
+	if owned.Name != "owned-l4" || owned.Profile != l4 || owned.PricePerHour != 0.25 || owned.RTT != 12500*time.Microsecond || owned.Site != "closet" {
+		t.Errorf("owned-l4: %+v", owned)
+	}
+	if owned.PricePerHour == l4.PricePerHour {
+		t.Error("the override equals the catalog price; the test proves nothing")
+	}
+	if !owned.ServesModel("chat") || owned.ServesModel("embed") || strings.Join(owned.Models, ",") != "chat,vision" {
+		t.Errorf("owned-l4 models %v", owned.Models)
+	}
+	// The descriptor's model list is the fleet's own copy.
+	f.Backends[1].Models[0] = "changed"
+	if owned.Models[0] != "chat" {
+		t.Error("descriptor aliases the file's model list")
+	}
+	for i, b := range fl.Backends {
+		if b.Descriptor() != ds[i] {
+			t.Errorf("Descriptors()[%d] is not backend %d's", i, i)
+		}
+	}
+}
+
+func TestBuildOpenAIUpstream(t *testing.T) {
+	cat := catalog.Default()
+	f, err := fleet.Load(filepath.Join("testdata", "upstream.yaml"), cat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var asked []string
+	fl, err := f.Build(cat, fleet.BuildOptions{Getenv: func(k string) string { asked = append(asked, k); return "sk-test" }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fl.Close()
+	up, emu := fl.Backends[0].Descriptor(), fl.Backends[1].Descriptor()
+	if up.Transport != fleet.TransportOpenAI || emu.Transport != fleet.TransportEmulated {
+		t.Fatalf("transports %q, %q", up.Transport, emu.Transport)
+	}
+	if up.PricePerHour != 0 {
+		t.Errorf("a zero price override is kept: got %v", up.PricePerHour)
+	}
+	if strings.Join(asked, ",") != "VLLM_KEY" {
+		t.Errorf("Getenv asked for %v, want [VLLM_KEY]", asked)
+	}
+	if fl.Router.Policy != router.PolicyRoundRobin {
+		t.Errorf("router policy %q", fl.Router.Policy)
+	}
+}
+
+// TestBuildAPIKeyReachesUpstream checks the key named by api_key_env, read
+// through BuildOptions.Getenv, is what the upstream is called with.
+func TestBuildAPIKeyReachesUpstream(t *testing.T) {
+	var mu sync.Mutex
+	var auth, path string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		auth, path = r.Header.Get("Authorization"), r.URL.Path
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(`{"id":"x","object":"chat.completion","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}}`))
+	}))
+	defer srv.Close()
+	src := `
+models:
+  - name: chat
+    kind: llm
+backends:
+  - name: up-0
+    hardware: h100-sxm-80gb
+    transport: openai
+    url: ` + srv.URL + `/v1/
+    api_key_env: ACCELGATE_TEST_KEY
+    models: [chat]
+    rtt_ms: 3
+    price_per_hour_usd: 7.2
+`
+	cat := catalog.Default()
+	f := mustValidate(t, src)
+	env := map[string]string{"ACCELGATE_TEST_KEY": "sk-from-fake-env"}
+	fl, err := f.Build(cat, fleet.BuildOptions{Getenv: func(k string) string { return env[k] }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fl.Close()
+	d := fl.Backends[0].Descriptor()
+	if d.Transport != "openai" || d.RTT != 3*time.Millisecond || d.PricePerHour != 7.2 || d.PricePerSecond() != 0.002 {
+		t.Fatalf("descriptor: %+v", d)
+	}
+	req := &backends.Request{ID: "r1", Op: backends.OpChat, Model: "chat", N: 1, Rows: 1,
+		Messages: []backends.Message{{Role: "user", Content: "hi"}},
+		Body:     []byte(`{"model":"chat","messages":[{"role":"user","content":"hi"}]}`)}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	res, err := fl.Backends[0].Do(ctx, req, fl.Models["chat"], nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if auth != "Bearer sk-from-fake-env" {
+		t.Errorf("Authorization %q, want the key from Getenv", auth)
+	}
+	if path != "/v1/chat/completions" {
+		t.Errorf("path %q", path)
+	}
+	if res.Usage.TotalTokens != 5 {
+		t.Errorf("usage %+v", res.Usage)
+	}
+}
+
+func TestWriteTable(t *testing.T) {
+	cat := catalog.Default()
+	f, err := fleet.Load(filepath.Join("testdata", "small.yaml"), cat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fl, err := f.Build(cat, fleet.BuildOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fl.Close()
+	var buf bytes.Buffer
+	fleet.WriteTable(&buf, fl)
+	lines := strings.Split(strings.TrimSuffix(buf.String(), "\n"), "\n")
+	if len(lines) != 1+len(fl.Backends) {
+		t.Fatalf("%d lines for %d backends:\n%s", len(lines), len(fl.Backends), buf.String())
+	}
+	if h := strings.Fields(lines[0]); len(h) < 3 || h[0] != "BACKEND" || h[1] != "HARDWARE" {
+		t.Errorf("header %q", lines[0])
+	}
+	h100, _ := cat.Get("h100-sxm-80gb")
+	a100, _ := cat.Get("a100-mig-1g.10gb")
+	for i, want := range [][]string{
+		{"big", "h100-sxm-80gb", "gpu", "emulated", fmtPrice(h100.PricePerHour), "chat,embed,vision"},
+		{"owned-l4", "l4", "closet", "12.5ms", "0.2500", "chat,vision"},
+		{"slice", "a100-mig-1g.10gb", "mig", fmtPrice(a100.PricePerHour), "vision,embed"},
+	} {
+		line := lines[i+1]
+		if fields := strings.Fields(line); fields[0] != want[0] || fields[1] != want[1] {
+			t.Errorf("line %d %q: want backend %s on %s first", i+1, line, want[0], want[1])
+		}
+		for _, w := range want[2:] {
+			if !strings.Contains(line, w) {
+				t.Errorf("line %d %q does not contain %q", i+1, line, w)
+			}
+		}
+	}
+	// Columns line up: every row's hardware starts where the header's does.
+	col := strings.Index(lines[0], "HARDWARE")
+	for _, l := range lines[1:] {
+		if len(l) <= col || l[col-1] != ' ' || l[col] == ' ' {
+			t.Errorf("hardware column misaligned in %q", l)
+		}
+	}
+}
+
+func fmtPrice(p float64) string { return fmt.Sprintf("%.4f", p) }
