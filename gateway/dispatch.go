@@ -27,6 +27,7 @@ type Dispatcher struct {
 	models   map[string]*backends.Model
 	clock    backends.Clock
 	attempts int
+	mismatch []bool // backends kept out of rotation by CheckMetadata
 }
 
 // NewDispatcher builds the pipeline over a fleet's backends (in router order)
@@ -43,7 +44,7 @@ func NewDispatcher(bs []backends.Backend, models map[string]*backends.Model, rc 
 	if err != nil {
 		return nil, err
 	}
-	return &Dispatcher{r: r, backends: bs, models: models, clock: clock, attempts: DefaultMaxAttempts}, nil
+	return &Dispatcher{r: r, backends: bs, models: models, clock: clock, attempts: DefaultMaxAttempts, mismatch: make([]bool, len(bs))}, nil
 }
 
 // Model returns the named model's settings, or backends.ErrUnknownModel.

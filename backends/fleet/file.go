@@ -20,8 +20,10 @@ import (
 
 // Transports a backend entry may name.
 const (
-	TransportEmulated = "emulated" // an in-process emulated accelerator (backends/emulator)
-	TransportOpenAI   = "openai"   // an OpenAI-compatible server at url (vLLM, TGI, SGLang, llama.cpp, cmd/emulator)
+	TransportEmulated   = "emulated"    // an in-process emulated accelerator (backends/emulator)
+	TransportOpenAI     = "openai"      // an OpenAI-compatible server at url (vLLM, TGI, SGLang, llama.cpp, cmd/emulator)
+	TransportKServeHTTP = "kserve-http" // a KServe v2 HTTP server at url (Triton, KServe, MLServer, cmd/emulator)
+	TransportKServeGRPC = "kserve-grpc" // a KServe v2 gRPC server at url grpc://host:port (Triton, KServe, cmd/emulator)
 )
 
 //go:embed default.yaml
@@ -61,6 +63,17 @@ type ModelSpec struct {
 	Dimension int `yaml:"dimension"`
 	// Classes (tensor) is the number of output logits per item. Default 1000.
 	Classes int `yaml:"classes"`
+	// Platform (tensor) is the KServe v2 platform, e.g. onnxruntime_onnx.
+	Platform string `yaml:"platform"`
+	// Versions (tensor) lists the served versions; the first is the default.
+	// Default ["1"].
+	Versions []string `yaml:"versions"`
+	// Inputs and Outputs (tensor) are the model's tensors: name, datatype
+	// (BOOL, UINT8…UINT64, INT8…INT64, FP16, FP32, FP64, BF16, BYTES) and shape
+	// (-1 for a variable dimension; a leading -1 is the batch dimension).
+	// Required for tensor models.
+	Inputs  []backends.TensorSpec `yaml:"inputs"`
+	Outputs []backends.TensorSpec `yaml:"outputs"`
 }
 
 // SLOSpec is one priority's latency targets in milliseconds; 0 means none.
@@ -210,6 +223,40 @@ func (f *File) Validate(cat *catalog.Catalog) error {
 			if m.Classes < 1 {
 				bad(at+".classes", "must be positive")
 			}
+			if len(m.Versions) == 0 {
+				m.Versions = []string{"1"}
+			}
+			for j, v := range m.Versions {
+				if v == "" || strings.ContainsAny(v, "/ ") {
+					bad(fmt.Sprintf("%s.versions[%d]", at, j), "invalid version %q", v)
+				}
+			}
+			for _, sec := range []struct {
+				name  string
+				specs []backends.TensorSpec
+			}{{"inputs", m.Inputs}, {"outputs", m.Outputs}} {
+				if len(sec.specs) == 0 {
+					bad(at+"."+sec.name, "required for tensor models")
+				}
+				for j, sp := range sec.specs {
+					where := fmt.Sprintf("%s.%s[%d]", at, sec.name, j)
+					if sp.Name == "" {
+						bad(where+".name", "missing")
+					}
+					if _, ok := backends.ParseDataType(sp.Datatype); !ok {
+						bad(where+".datatype", "%q is not a KServe v2 datatype", sp.Datatype)
+					}
+					if len(sp.Shape) == 0 {
+						bad(where+".shape", "missing")
+					}
+					for _, d := range sp.Shape {
+						if d < -1 || d == 0 {
+							bad(where+".shape", "dimensions must be positive or -1 (variable), got %v", sp.Shape)
+							break
+						}
+					}
+				}
+			}
 		}
 	}
 	if len(f.Backends) == 0 {
@@ -237,13 +284,18 @@ func (f *File) Validate(cat *catalog.Catalog) error {
 			if b.URL != "" {
 				bad(at+".url", "only an openai transport takes a url")
 			}
-		case TransportOpenAI:
+		case TransportOpenAI, TransportKServeHTTP:
 			u, err := url.Parse(b.URL)
 			if b.URL == "" || err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-				bad(at+".url", "an openai transport needs an http(s) URL with a host, got %q", b.URL)
+				bad(at+".url", "a %s transport needs an http(s) URL with a host, got %q", b.Transport, b.URL)
+			}
+		case TransportKServeGRPC:
+			u, err := url.Parse(b.URL)
+			if b.URL == "" || err != nil || u.Scheme != "grpc" || u.Host == "" || u.Port() == "" {
+				bad(at+".url", "a kserve-grpc transport needs a grpc://host:port URL, got %q", b.URL)
 			}
 		default:
-			bad(at+".transport", "%q is not one of emulated, openai", b.Transport)
+			bad(at+".transport", "%q is not one of emulated, openai, kserve-http, kserve-grpc", b.Transport)
 		}
 		if len(b.Models) == 0 {
 			bad(at+".models", "at least one model is required")
@@ -255,6 +307,8 @@ func (f *File) Validate(cat *catalog.Catalog) error {
 				bad(fmt.Sprintf("%s.models[%d]", at, j), "model %q is not in the models section", name)
 			case prof != nil && !profileServes(prof, kind):
 				bad(fmt.Sprintf("%s.models[%d]", at, j), "hardware %q has no %s latency model, so it cannot serve %q", b.Hardware, kind, name)
+			case !transportServes(b.Transport, kind):
+				bad(fmt.Sprintf("%s.models[%d]", at, j), "a %s transport cannot serve the %s model %q", b.Transport, kind, name)
 			}
 		}
 		if b.PricePerHour != nil && *b.PricePerHour < 0 {
@@ -289,6 +343,18 @@ func profileServes(p *backends.Profile, k backends.ModelKind) bool {
 	return true // an invalid kind is reported on the model itself
 }
 
+// transportServes reports whether a transport speaks a protocol for the kind:
+// OpenAI upstreams serve LLMs and embeddings, KServe upstreams tensors.
+func transportServes(t string, k backends.ModelKind) bool {
+	switch t {
+	case TransportOpenAI:
+		return k != backends.ModelTensor
+	case TransportKServeHTTP, TransportKServeGRPC:
+		return k == backends.ModelTensor || k == ""
+	}
+	return true
+}
+
 // Model converts a validated spec into the runtime model settings.
 func (m *ModelSpec) Model() *backends.Model {
 	out := &backends.Model{
@@ -299,6 +365,10 @@ func (m *ModelSpec) Model() *backends.Model {
 		ExpectedOutputTokens: m.ExpectedOutputTokens,
 		Dimension:            m.Dimension,
 		Classes:              m.Classes,
+		Platform:             m.Platform,
+		Versions:             append([]string(nil), m.Versions...),
+		Inputs:               append([]backends.TensorSpec(nil), m.Inputs...),
+		Outputs:              append([]backends.TensorSpec(nil), m.Outputs...),
 	}
 	out.DefaultPriority, _ = backends.ParsePriority(m.DefaultPriority)
 	for p, s := range m.SLO {
