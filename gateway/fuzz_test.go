@@ -180,6 +180,9 @@ func fuzzDecodeLLM(f *testing.F, op backends.Op) {
 			checkDecodeError(t, err, body)
 			return
 		}
+		if !json.Valid(body) {
+			t.Fatalf("invalid JSON accepted: %q", body)
+		}
 		checkLLMRequest(t, op, &req, body)
 		// The request owns its memory: scribbling over the body (as fasthttp
 		// does when it reuses its buffer) must not change what was decoded.
@@ -246,6 +249,9 @@ func FuzzDecodeEmbedding(f *testing.F) {
 				t.Fatalf("base64 reported with an error")
 			}
 			return
+		}
+		if !json.Valid(body) {
+			t.Fatalf("invalid JSON accepted: %q", body)
 		}
 		if req.Op != backends.OpEmbedding || req.Model == "" {
 			t.Fatalf("body %q: op %v model %q", body, req.Op, req.Model)

@@ -49,7 +49,7 @@ func (c *Config) Validate() error {
 	default:
 		return fmt.Errorf("router.policy: unknown policy %q (want %s, %s or %s)", c.Policy, PolicyAccelgate, PolicyRoundRobin, PolicyFastest)
 	}
-	if c.Margin < 0 || c.Margin > 10 {
+	if !(c.Margin >= 0 && c.Margin <= 10) {
 		return fmt.Errorf("router.margin: %v is outside [0, 10]", c.Margin)
 	}
 	if c.EjectAfter < 0 {

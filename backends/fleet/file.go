@@ -5,8 +5,11 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"io"
+	"math"
 	"net/url"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -122,8 +125,15 @@ func Parse(data []byte) (*File, error) {
 	if err := dec.Decode(&f); err != nil {
 		return nil, fmt.Errorf("fleet file: %w", err)
 	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); err != io.EOF {
+		return nil, fmt.Errorf("fleet file: only one YAML document is allowed (found another after the first)")
+	}
 	return &f, nil
 }
+
+// finite reports whether v is a real number (not NaN or ±Inf).
+func finite(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
 
 // Load reads, parses and validates the fleet file at path.
 func Load(path string, cat *catalog.Catalog) (*File, error) {
@@ -189,7 +199,7 @@ func (f *File) Validate(cat *catalog.Catalog) error {
 			if _, err := backends.ParsePriority(p); err != nil {
 				bad(at+".slo."+p, "%v", err)
 			}
-			if s.E2EMs < 0 || s.TTFTMs < 0 || s.TPOTMs < 0 {
+			if s.E2EMs < 0 || s.TTFTMs < 0 || s.TPOTMs < 0 || !finite(s.E2EMs) || !finite(s.TTFTMs) || !finite(s.TPOTMs) {
 				bad(at+".slo."+p, "targets must not be negative")
 			}
 		}
@@ -286,8 +296,11 @@ func (f *File) Validate(cat *catalog.Catalog) error {
 			}
 		case TransportOpenAI, TransportKServeHTTP:
 			u, err := url.Parse(b.URL)
-			if b.URL == "" || err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			switch {
+			case b.URL == "" || err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
 				bad(at+".url", "a %s transport needs an http(s) URL with a host, got %q", b.Transport, b.URL)
+			case u.RawQuery != "" || u.Fragment != "" || u.User != nil:
+				bad(at+".url", "must not carry a query, a fragment or credentials (use api_key_env), got %q", b.URL)
 			}
 		case TransportKServeGRPC:
 			u, err := url.Parse(b.URL)
@@ -303,6 +316,8 @@ func (f *File) Validate(cat *catalog.Catalog) error {
 		for j, name := range b.Models {
 			kind, ok := kinds[name]
 			switch {
+			case slices.Contains(b.Models[:j], name):
+				bad(fmt.Sprintf("%s.models[%d]", at, j), "model %q is listed twice", name)
 			case !ok:
 				bad(fmt.Sprintf("%s.models[%d]", at, j), "model %q is not in the models section", name)
 			case prof != nil && !profileServes(prof, kind):
@@ -311,13 +326,13 @@ func (f *File) Validate(cat *catalog.Catalog) error {
 				bad(fmt.Sprintf("%s.models[%d]", at, j), "a %s transport cannot serve the %s model %q", b.Transport, kind, name)
 			}
 		}
-		if b.PricePerHour != nil && *b.PricePerHour < 0 {
-			bad(at+".price_per_hour_usd", "must not be negative")
+		if b.PricePerHour != nil && (*b.PricePerHour < 0 || !finite(*b.PricePerHour)) {
+			bad(at+".price_per_hour_usd", "must be a non-negative number")
 		}
-		if b.RTTMs < 0 {
-			bad(at+".rtt_ms", "must not be negative")
+		if b.RTTMs < 0 || b.RTTMs > 600_000 || !finite(b.RTTMs) {
+			bad(at+".rtt_ms", "must be between 0 and 600000 milliseconds")
 		}
-		if b.Jitter != nil && (*b.Jitter < 0 || *b.Jitter > 1) {
+		if b.Jitter != nil && (!(*b.Jitter >= 0) || *b.Jitter > 1) {
 			bad(at+".jitter", "must be in [0, 1]")
 		}
 		if b.Seed == 0 {

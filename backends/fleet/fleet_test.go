@@ -30,6 +30,8 @@ models:
     dimension: 768
   - name: vis
     kind: tensor
+    inputs: [{name: input, datatype: FP32, shape: [-1, 3, 224, 224]}]
+    outputs: [{name: output, datatype: FP32, shape: [-1, 1000]}]
 `
 
 // backend0 is a valid backends section of one whole GPU serving all three.
@@ -101,13 +103,13 @@ backends:
     hardware: h100-sxm-80gb
     models: [llm]
     rtt_ms: fast
-`, []string{"line 15", "fast"}},
+`, []string{"line 17", "fast"}},
 		{"string for a list", models + `
 backends:
   - name: gpu-0
     hardware: h100-sxm-80gb
     models: llm
-`, []string{"line 14", "llm"}},
+`, []string{"line 16", "llm"}},
 
 		// Models.
 		{"no models section", backend0, []string{"models: at least one model is required"}},
@@ -186,7 +188,14 @@ models:
   - name: vis
     kind: tensor
     classes: -3
+    inputs: [{name: input, datatype: FP32, shape: [-1, 3, 224, 224]}]
+    outputs: [{name: output, datatype: FP32, shape: [-1, 1000]}]
 `, []string{"models[0].classes"}},
+		{"tensor model without tensors", `
+models:
+  - name: vis
+    kind: tensor
+`, []string{"models[0].inputs", "models[0].outputs"}},
 
 		// Backends.
 		{"no backends", models, []string{"backends: at least one backend is required"}},
@@ -307,7 +316,39 @@ backends:
     hardware: h100-sxm-80gb
     models: [llm]
     rtt_ms: -1
-`, []string{"backends[0].rtt_ms", "negative"}},
+`, []string{"backends[0].rtt_ms", "between 0 and"}},
+		{"NaN rtt", models + `
+backends:
+  - name: gpu-0
+    hardware: h100-sxm-80gb
+    models: [llm]
+    rtt_ms: .nan
+`, []string{"backends[0].rtt_ms"}},
+		{"infinite price", models + `
+backends:
+  - name: gpu-0
+    hardware: h100-sxm-80gb
+    models: [llm]
+    price_per_hour_usd: .inf
+`, []string{"backends[0].price_per_hour_usd"}},
+		{"duplicate model on a backend", models + `
+backends:
+  - name: gpu-0
+    hardware: h100-sxm-80gb
+    models: [llm, llm]
+`, []string{"backends[0].models[1]", "twice"}},
+		{"url with query", models + `
+backends:
+  - name: gpu-0
+    hardware: h100-sxm-80gb
+    transport: openai
+    url: http://h:1/v1?x=1
+    models: [llm]
+`, []string{"backends[0].url", "query"}},
+		{"NaN margin", models + backend0 + "router:\n  margin: .nan\n",
+			[]string{"router.margin"}},
+		{"second YAML document", models + backend0 + "---\nbogus: 1\n",
+			[]string{"one YAML document"}},
 		{"jitter above 1", models + `
 backends:
   - name: gpu-0
