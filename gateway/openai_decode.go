@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/accelgate/accelgate/backends"
 )
@@ -34,8 +35,28 @@ const (
 )
 
 type chatMessage struct {
-	Role    string          `json:"role"`
-	Content json.RawMessage `json:"content"`
+	Role    string         `json:"role"`
+	Content messageContent `json:"content"`
+}
+
+// messageContent is a chat message's content flattened to text while the
+// request is decoded (one pass): a string, an array of content parts (the
+// text parts joined; other parts are ignored by the emulator and passed
+// through to upstreams in the raw body), or null.
+type messageContent struct {
+	text string
+	err  error
+}
+
+// UnmarshalJSON implements json.Unmarshaler. A malformed content is kept as
+// an error, reported with the message's index by decodeLLM.
+func (c *messageContent) UnmarshalJSON(data []byte) error {
+	if len(data) >= 2 && data[0] == '"' && bytes.IndexByte(data, '\\') < 0 && utf8.Valid(data) {
+		c.text = string(data[1 : len(data)-1]) // no escapes: the bytes are the text
+		return nil
+	}
+	c.text, c.err = messageText(data)
+	return nil
 }
 
 type contentPart struct {
@@ -136,7 +157,7 @@ func decodeLLM(op backends.Op, body []byte, req *backends.Request) error {
 			default:
 				return backends.BadRequestf(fmt.Sprintf("messages[%d].role", i), "unknown role %q", m.Role)
 			}
-			text, err := messageText(m.Content)
+			text, err := m.Content.text, m.Content.err
 			if err != nil {
 				return backends.BadRequestf(fmt.Sprintf("messages[%d].content", i), "%v", err)
 			}

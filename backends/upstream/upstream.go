@@ -299,11 +299,8 @@ func (c *call) readWhole(resp *fasthttp.Response, start time.Time) (*backends.Re
 		return nil, err
 	}
 	res := &backends.Result{Raw: append([]byte{}, body...)}
-	var u struct {
-		Usage *usageJSON `json:"usage"`
-	}
-	if json.Unmarshal(res.Raw, &u) == nil && u.Usage != nil {
-		res.Usage = u.Usage.usage()
+	if u, ok := lastUsage(res.Raw); ok {
+		res.Usage = u
 	}
 	c.finish(reuse)
 	total := time.Since(start)
@@ -470,6 +467,69 @@ func (u *usageJSON) usage() backends.Usage {
 // member whose value is an object, not null) and reports whether the chunk's
 // choices are empty, as in the usage-only chunk that include_usage adds. Chunks
 // without usage are not decoded.
+// lastUsage reads the usage object of a non-streaming response without
+// decoding the whole body: OpenAI-compatible servers put "usage" at the top
+// level, after the choices, so it is the last "usage": { in the body (a key
+// inside a string value would have escaped quotes). Only that object is
+// decoded.
+func lastUsage(body []byte) (backends.Usage, bool) {
+	key := []byte(`"usage"`)
+	for end := len(body); end > 0; {
+		k := bytes.LastIndex(body[:end], key)
+		if k < 0 {
+			return backends.Usage{}, false
+		}
+		end = k
+		j := skipWS(body, k+len(key))
+		if j >= len(body) || body[j] != ':' {
+			continue
+		}
+		j = skipWS(body, j+1)
+		if j >= len(body) || body[j] != '{' {
+			continue
+		}
+		obj := objectAt(body, j)
+		if obj == nil {
+			continue
+		}
+		var u usageJSON
+		if json.Unmarshal(obj, &u) != nil {
+			return backends.Usage{}, false
+		}
+		return u.usage(), true
+	}
+	return backends.Usage{}, false
+}
+
+// objectAt returns the JSON object starting at body[i] == '{', or nil when it
+// is not closed.
+func objectAt(body []byte, i int) []byte {
+	depth, inStr, esc := 0, false, false
+	for j := i; j < len(body); j++ {
+		c := body[j]
+		switch {
+		case inStr:
+			if esc {
+				esc = false
+			} else if c == '\\' {
+				esc = true
+			} else if c == '"' {
+				inStr = false
+			}
+		case c == '"':
+			inStr = true
+		case c == '{':
+			depth++
+		case c == '}':
+			depth--
+			if depth == 0 {
+				return body[i : j+1]
+			}
+		}
+	}
+	return nil
+}
+
 func chunkUsage(data []byte) (u backends.Usage, ok, noChoices bool) {
 	key := []byte(`"usage"`)
 	for i := 0; ; {
