@@ -810,3 +810,44 @@ func TestWriteTable(t *testing.T) {
 }
 
 func fmtPrice(p float64) string { return fmt.Sprintf("%.4f", p) }
+
+func TestBuildKServeGRPCTransport(t *testing.T) {
+	src := `
+models:
+  - name: vis
+    kind: tensor
+    inputs: [{name: input, datatype: FP32, shape: [-1, 3, 224, 224]}]
+    outputs: [{name: output, datatype: FP32, shape: [-1, 1000]}]
+backends:
+  - name: triton-0
+    hardware: l4
+    transport: kserve-grpc
+    url: grpc://127.0.0.1:8001
+    models: [vis]
+`
+	cat := catalog.Default()
+	f, err := fleet.Parse([]byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Validate(cat); err != nil {
+		t.Fatal(err)
+	}
+	fl, err := f.Build(cat, fleet.BuildOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fl.Close()
+	d := fl.Backends[0].Descriptor()
+	if d.Transport != fleet.TransportKServeGRPC || d.Name != "triton-0" {
+		t.Fatalf("descriptor %+v", d)
+	}
+	if _, ok := fl.Backends[0].(backends.MetadataSource); !ok {
+		t.Fatal("a kserve-grpc backend must report model metadata")
+	}
+	// A gRPC URL without a port, and an LLM behind a KServe transport, are refused.
+	bad := strings.Replace(src, "grpc://127.0.0.1:8001", "grpc://127.0.0.1", 1)
+	if f, _ := fleet.Parse([]byte(bad)); f.Validate(cat) == nil || !strings.Contains(f.Validate(cat).Error(), "backends[0].url") {
+		t.Fatal("grpc URL without a port accepted")
+	}
+}

@@ -1,10 +1,13 @@
 // Command emulator runs one emulated accelerator as its own process, serving
-// the OpenAI-compatible API, so that tests and demos can put real network hops
+// the OpenAI-compatible API and KServe v2 over HTTP, and KServe v2 over gRPC
+// when -grpc-addr is set, so that tests and demos can put real network hops
 // between the gateway and its backends.
 //
 //	go run ./cmd/emulator -profile h100-sxm-80gb -models llama-3.1-8b-instruct -http-addr 127.0.0.1:0
+//	go run ./cmd/emulator -profile l4 -models resnet-50 -http-addr 127.0.0.1:0 -grpc-addr 127.0.0.1:0
 //
-// The first line it prints names what it bound: "http=HOST:PORT".
+// The first line it prints names what it bound: "http=HOST:PORT", followed by
+// " grpc=HOST:PORT" when it serves gRPC.
 package main
 
 import (
@@ -18,6 +21,8 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+
+	"google.golang.org/grpc"
 
 	"github.com/accelgate/accelgate/backends/catalog"
 	"github.com/accelgate/accelgate/backends/fleet"
@@ -39,6 +44,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	profile := fs.String("profile", "h100-sxm-80gb", "hardware profile from the catalog")
 	models := fs.String("models", "llama-3.1-8b-instruct", "comma-separated model names (settings from the default fleet's models section, or from -config)")
 	addr := fs.String("http-addr", "127.0.0.1:0", "HTTP listen address; port 0 picks a free port")
+	grpcAddr := fs.String("grpc-addr", "", "KServe v2 gRPC listen address; empty serves no gRPC; port 0 picks a free port")
 	cfgPath := fs.String("config", "", "fleet file whose models section defines the models (default: the embedded default fleet)")
 	name := fs.String("name", "", "backend name reported in x-accelgate-backend (default: emu-PROFILE)")
 	seed := fs.Int64("seed", 1, "seed for jitter and generated text")
@@ -62,10 +68,12 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	}
 	f := &fleet.File{Router: src.Router}
 	want := strings.Split(*models, ",")
-	for _, w := range want {
+	for i, w := range want {
+		w = strings.TrimSpace(w)
+		want[i] = w
 		found := false
 		for _, m := range src.Models {
-			if m.Name == strings.TrimSpace(w) {
+			if m.Name == w {
 				f.Models = append(f.Models, m)
 				found = true
 			}
@@ -100,18 +108,39 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "http=%s\n", ln.Addr())
-	errc := make(chan error, 1)
+	var (
+		gsrv *grpc.Server
+		gln  net.Listener
+	)
+	if *grpcAddr != "" {
+		if gln, err = net.Listen("tcp", *grpcAddr); err != nil {
+			ln.Close()
+			return err
+		}
+		gsrv = gateway.NewGRPCServer(srv.Dispatcher(), gateway.GRPCOptions{Name: "accelgate-emulator"})
+		fmt.Fprintf(out, "http=%s grpc=%s\n", ln.Addr(), gln.Addr())
+	} else {
+		fmt.Fprintf(out, "http=%s\n", ln.Addr())
+	}
+	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(ln) }()
+	if gsrv != nil {
+		go func() { errc <- gsrv.Serve(gln) }()
+	}
 	select {
-	case err := <-errc:
-		return err
+	case err = <-errc:
 	case <-ctx.Done():
 	}
-	if err := srv.Shutdown(); err != nil && !errors.Is(err, net.ErrClosed) {
-		return err
+	if gsrv != nil {
+		gateway.StopGRPC(gsrv, gateway.DefaultGRPCStopTimeout)
 	}
-	return nil
+	if serr := srv.Shutdown(); serr != nil && !errors.Is(serr, net.ErrClosed) && err == nil {
+		err = serr
+	}
+	if errors.Is(err, grpc.ErrServerStopped) {
+		err = nil
+	}
+	return err
 }
 
 func knownModels(f *fleet.File) string {

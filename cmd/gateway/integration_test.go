@@ -41,11 +41,24 @@ func startEmulator(t *testing.T) string {
 	if err != nil {
 		t.Fatalf("reading the emulator's first line: %v", err)
 	}
-	addr, ok := strings.CutPrefix(strings.TrimSpace(line), "http=")
-	if !ok {
+	addrs, ok := parseListenLine(line)
+	if !ok || addrs["http"] == "" {
 		t.Fatalf("first line %q does not name http=HOST:PORT", line)
 	}
-	return addr
+	return addrs["http"]
+}
+
+// parseListenLine parses a first output line such as "accelgate listening on
+// http=HOST:PORT grpc=HOST:PORT" (or the emulator's "http=… grpc=…") into
+// its key=value words.
+func parseListenLine(line string) (map[string]string, bool) {
+	addrs := map[string]string{}
+	for _, w := range strings.Fields(line) {
+		if k, v, ok := strings.Cut(w, "="); ok {
+			addrs[k] = v
+		}
+	}
+	return addrs, len(addrs) > 0
 }
 
 // startGateway runs the gateway in-process (the real main wiring) in front of
@@ -75,7 +88,7 @@ backends:
 	pr, pw := io.Pipe()
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, []string{"-config", fleetFile, "-http-addr", "127.0.0.1:0", "-max-body-bytes", "65536"}, func(string) string { return "" }, pw)
+		done <- run(ctx, []string{"-config", fleetFile, "-http-addr", "127.0.0.1:0", "-grpc-addr", "127.0.0.1:0", "-max-body-bytes", "65536"}, func(string) string { return "" }, pw)
 		pw.Close()
 	}()
 	t.Cleanup(func() {
@@ -90,11 +103,11 @@ backends:
 		t.Fatalf("gateway output: %v", err)
 	}
 	go io.Copy(io.Discard, br) // keep draining the fleet table
-	_, addr, ok := strings.Cut(strings.TrimSpace(line), "http=")
-	if !ok {
-		t.Fatalf("gateway first line %q", line)
+	addrs, ok := parseListenLine(line)
+	if !ok || addrs["http"] == "" || addrs["grpc"] == "" {
+		t.Fatalf("gateway first line %q does not name http=HOST:PORT grpc=HOST:PORT", line)
 	}
-	return addr
+	return addrs["http"]
 }
 
 func TestOpenAISDKThroughGatewayAndEmulatorProcess(t *testing.T) {

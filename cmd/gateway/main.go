@@ -1,8 +1,11 @@
-// Command gateway runs accelgate: the OpenAI-compatible HTTP front in front of
-// a fleet of accelerators. With no -config it serves the embedded default
-// fleet of emulated accelerators.
+// Command gateway runs accelgate: the OpenAI-compatible HTTP front and the
+// KServe v2 gRPC front in front of a fleet of accelerators. With no -config it
+// serves the embedded default fleet of emulated accelerators.
 //
-//	go run ./cmd/gateway [-config fleet.yaml] [-http-addr 127.0.0.1:8080]
+//	go run ./cmd/gateway [-config fleet.yaml] [-http-addr 127.0.0.1:8080] [-grpc-addr 127.0.0.1:8081]
+//
+// The first line it prints names what it bound:
+// "accelgate listening on http=HOST:PORT grpc=HOST:PORT".
 package main
 
 import (
@@ -15,6 +18,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"google.golang.org/grpc"
 
 	"github.com/accelgate/accelgate/backends/catalog"
 	"github.com/accelgate/accelgate/backends/fleet"
@@ -35,6 +40,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
 	fs.SetOutput(out)
 	addr := fs.String("http-addr", envOr(getenv, "ACCELGATE_HTTP_ADDR", gateway.DefaultHTTPAddr), "HTTP listen address (env ACCELGATE_HTTP_ADDR)")
+	grpcAddr := fs.String("grpc-addr", envOr(getenv, "ACCELGATE_GRPC_ADDR", gateway.DefaultGRPCAddr), "KServe v2 gRPC listen address (env ACCELGATE_GRPC_ADDR)")
 	cfgPath := fs.String("config", getenv("ACCELGATE_CONFIG"), "fleet file (YAML); the embedded default fleet when empty (env ACCELGATE_CONFIG)")
 	maxBody := fs.Int("max-body-bytes", gateway.DefaultMaxBodyBytes, "largest accepted request body; larger ones get 413")
 	if err := fs.Parse(args); err != nil {
@@ -66,19 +72,42 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "accelgate listening on http=%s\n", ln.Addr())
-	fleet.WriteTable(out, fl)
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case err := <-errc:
+	gln, err := net.Listen("tcp", *grpcAddr)
+	if err != nil {
+		ln.Close()
 		return err
+	}
+	gsrv := gateway.NewGRPCServer(srv.Dispatcher(), gateway.GRPCOptions{})
+	fmt.Fprintf(out, "accelgate listening on http=%s grpc=%s\n", ln.Addr(), gln.Addr())
+	fleet.WriteTable(out, fl)
+	// KServe upstreams: compare their model metadata with the fleet file now
+	// and every 30 s (a backend that disagrees stays out of rotation).
+	mctx, stopChecks := context.WithCancel(ctx)
+	defer stopChecks()
+	logf := func(format string, a ...any) { fmt.Fprintf(out, "accelgate: "+format+"\n", a...) }
+	go srv.Dispatcher().RunMetadataChecks(mctx, gateway.DefaultMetadataInterval, logf)
+	return serve(ctx, srv, ln, gsrv, gln)
+}
+
+// serve runs the HTTP and gRPC fronts until ctx ends or either fails, then
+// stops both gracefully: in-flight requests finish.
+func serve(ctx context.Context, srv *gateway.Server, ln net.Listener, gsrv *grpc.Server, gln net.Listener) error {
+	errc := make(chan error, 2)
+	go func() { errc <- srv.Serve(ln) }()
+	go func() { errc <- gsrv.Serve(gln) }()
+	var err error
+	select {
+	case err = <-errc:
 	case <-ctx.Done():
 	}
-	if err := srv.Shutdown(); err != nil && !errors.Is(err, net.ErrClosed) {
-		return err
+	gateway.StopGRPC(gsrv, gateway.DefaultGRPCStopTimeout)
+	if serr := srv.Shutdown(); serr != nil && !errors.Is(serr, net.ErrClosed) && err == nil {
+		err = serr
 	}
-	return nil
+	if errors.Is(err, grpc.ErrServerStopped) {
+		err = nil
+	}
+	return err
 }
 
 func envOr(getenv func(string) string, key, def string) string {
