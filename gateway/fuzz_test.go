@@ -280,13 +280,16 @@ type fuzzServer struct {
 	c  *fasthttp.Client
 }
 
+// fuzzMaxBody is the fuzz server's body limit.
+const fuzzMaxBody = 64 << 10
+
 func newFuzzServer(f *testing.F) *fuzzServer {
 	be := &instant{desc: &backends.Descriptor{Name: "b0", Profile: testProfile("test-gpu", 3.6), Models: []string{"llm", "emb"}, PricePerHour: 3.6}}
 	d, err := NewDispatcher([]backends.Backend{be}, testModels(), router.Config{}, backends.RealClock)
 	if err != nil {
 		f.Fatal(err)
 	}
-	s := NewServer(Config{MaxBodyBytes: 64 << 10}, d, backends.RealClock)
+	s := NewServer(Config{MaxBodyBytes: fuzzMaxBody}, d, backends.RealClock)
 	ln := fasthttputil.NewInmemoryListener()
 	go s.Serve(ln)
 	f.Cleanup(func() { s.Shutdown(); ln.Close() })
@@ -332,6 +335,13 @@ func FuzzHandleChat(f *testing.F) {
 		req.Header.SetContentType("application/json")
 		req.SetBodyString(body)
 		if err := srv.c.DoTimeout(req, resp, 10*time.Second); err != nil {
+			if len(body) > fuzzMaxBody {
+				// fasthttp answers 413 and closes the connection while the
+				// client may still be writing the body; over an in-memory
+				// pipe the client then sees the close instead of the 413.
+				// TestErrors and the SDK integration test check the 413.
+				return
+			}
 			t.Fatalf("POST %s %q: %v", p, body, err)
 		}
 		st := resp.StatusCode()

@@ -99,6 +99,10 @@ func (s *Server) Shutdown() error { return s.srv.Shutdown() }
 func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
 	path := ctx.Path()
 	method := ctx.Method()
+	if isKServePath(path) {
+		s.handleKServe(ctx)
+		return
+	}
 	switch string(path) {
 	case "/v1/chat/completions":
 		if s.allow(ctx, method, fasthttp.MethodPost) {
@@ -140,6 +144,12 @@ func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
 	}
 }
 
+// isKServePath reports whether a path belongs to the KServe v2 front: /v2 and
+// everything under /v2/.
+func isKServePath(path []byte) bool {
+	return len(path) >= 3 && string(path[:3]) == "/v2" && (len(path) == 3 || path[3] == '/')
+}
+
 func errNotFoundPath(path, method []byte) error {
 	return &routeError{err: ErrNotFound, msg: "unknown route " + string(method) + " " + string(path)}
 }
@@ -164,24 +174,38 @@ func (s *Server) allow(ctx *fasthttp.RequestCtx, method []byte, want string) boo
 }
 
 // handleTransportError answers errors fasthttp raises before a handler runs
-// (oversized body, malformed HTTP, read timeouts) in the OpenAI error format.
+// (oversized body, malformed HTTP, read timeouts) in the OpenAI error format,
+// or in the KServe v2 format ({"error": "..."}) for /v2 paths.
 func (s *Server) handleTransportError(ctx *fasthttp.RequestCtx, err error) {
+	kserve := isKServePath(ctx.Path())
+	writeErr := s.writeError
+	if kserve {
+		writeErr = s.writeKServeError
+	}
 	var small *fasthttp.ErrSmallBuffer
 	switch {
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
-		s.writeError(ctx, &routeError{err: ErrBodyTooLarge, msg: "request body exceeds the limit of " + strconv.Itoa(s.cfg.MaxBodyBytes) + " bytes"})
+		writeErr(ctx, &routeError{err: ErrBodyTooLarge, msg: "request body exceeds the limit of " + strconv.Itoa(s.cfg.MaxBodyBytes) + " bytes"})
 	case errors.As(err, &small):
 		ctx.Response.Reset()
 		ctx.SetStatusCode(fasthttp.StatusRequestHeaderFieldsTooLarge)
+		if kserve {
+			writeKServeErrorBody(ctx, "request headers are too large")
+			return
+		}
 		writeOpenAIError(ctx, "request headers are too large", "invalid_request_error", "", "headers_too_large")
 	default:
 		var ne net.Error
 		if errors.As(err, &ne) && ne.Timeout() {
 			ctx.Response.Reset()
 			ctx.SetStatusCode(fasthttp.StatusRequestTimeout)
+			if kserve {
+				writeKServeErrorBody(ctx, "timed out reading the request")
+				return
+			}
 			writeOpenAIError(ctx, "timed out reading the request", "invalid_request_error", "", "request_timeout")
 			return
 		}
-		s.writeError(ctx, backends.BadRequestf("", "malformed HTTP request: %v", err))
+		writeErr(ctx, backends.BadRequestf("", "malformed HTTP request: %v", err))
 	}
 }

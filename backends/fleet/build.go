@@ -11,6 +11,7 @@ import (
 	"github.com/accelgate/accelgate/backends"
 	"github.com/accelgate/accelgate/backends/catalog"
 	"github.com/accelgate/accelgate/backends/emulator"
+	"github.com/accelgate/accelgate/backends/kserve"
 	"github.com/accelgate/accelgate/backends/kservegrpc"
 	"github.com/accelgate/accelgate/backends/upstream"
 	"github.com/accelgate/accelgate/router"
@@ -78,6 +79,13 @@ func (f *File) Build(cat *catalog.Catalog, opts BuildOptions) (*Fleet, error) {
 				key = opts.Getenv(b.APIKeyEnv)
 			}
 			u, err := upstream.New(desc, upstream.Config{URL: b.URL, APIKey: key})
+			if err != nil {
+				fl.Close()
+				return nil, fmt.Errorf("backends[%d]: %w", i, err)
+			}
+			be = u
+		case TransportKServeHTTP:
+			u, err := kserve.NewHTTP(desc, kserve.HTTPConfig{URL: b.URL})
 			if err != nil {
 				fl.Close()
 				return nil, fmt.Errorf("backends[%d]: %w", i, err)

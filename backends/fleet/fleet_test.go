@@ -845,7 +845,27 @@ backends:
 	if _, ok := fl.Backends[0].(backends.MetadataSource); !ok {
 		t.Fatal("a kserve-grpc backend must report model metadata")
 	}
-	// A gRPC URL without a port, and an LLM behind a KServe transport, are refused.
+	// The same model behind a KServe v2 HTTP server.
+	httpSrc := strings.Replace(strings.Replace(src, "kserve-grpc", "kserve-http", 1), "grpc://127.0.0.1:8001", "http://127.0.0.1:8000", 1)
+	hf, err := fleet.Parse([]byte(httpSrc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := hf.Validate(cat); err != nil {
+		t.Fatal(err)
+	}
+	hfl, err := hf.Build(cat, fleet.BuildOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hfl.Close()
+	if hfl.Backends[0].Descriptor().Transport != fleet.TransportKServeHTTP {
+		t.Fatalf("transport %q", hfl.Backends[0].Descriptor().Transport)
+	}
+	if _, ok := hfl.Backends[0].(backends.MetadataSource); !ok {
+		t.Fatal("a kserve-http backend must report model metadata")
+	}
+	// A gRPC URL without a port is refused.
 	bad := strings.Replace(src, "grpc://127.0.0.1:8001", "grpc://127.0.0.1", 1)
 	if f, _ := fleet.Parse([]byte(bad)); f.Validate(cat) == nil || !strings.Contains(f.Validate(cat).Error(), "backends[0].url") {
 		t.Fatal("grpc URL without a port accepted")
