@@ -3,6 +3,7 @@ package backends
 import (
 	"errors"
 	"fmt"
+	"net/http"
 )
 
 // Sentinel errors shared by all backends and the gateway. gateway/errors.go is
@@ -39,20 +40,43 @@ func (e *UpstreamError) Error() string {
 	return fmt.Sprintf("upstream returned %d: %s", e.Status, e.Message)
 }
 
+// ClassifyUpstreamError wraps an upstream's error answer with the sentinel
+// its HTTP status maps to: 429 → ErrShed; 5xx and the statuses that say
+// nothing about the request (401, 403, 408, non-error codes) → ErrUnavailable,
+// so the request may be retried elsewhere; other 4xx stay the client's mistake
+// and are returned as they are.
+func ClassifyUpstreamError(ue *UpstreamError) error {
+	switch {
+	case ue.Status == http.StatusTooManyRequests:
+		return fmt.Errorf("%w: %w", ErrShed, ue)
+	case ue.Status >= 500, ue.Status == http.StatusUnauthorized, ue.Status == http.StatusForbidden,
+		ue.Status == http.StatusRequestTimeout, ue.Status < 400:
+		return fmt.Errorf("%w: %w", ErrUnavailable, ue)
+	}
+	return ue
+}
+
 // BadRequestf returns an error wrapping ErrBadRequest with a message for the
 // client. param names the offending field ("" when none).
 func BadRequestf(param, format string, a ...any) error {
-	return &ParamError{Param: param, Err: fmt.Errorf("%w: "+format, append([]any{ErrBadRequest}, a...)...)}
+	return &ParamError{Param: param, Err: ErrBadRequest, Msg: fmt.Sprintf(format, a...)}
 }
 
 // ParamError attaches the name of the offending request field to an error, for
-// OpenAI's error.param.
+// OpenAI's error.param. Msg, when set, is the whole client-facing message
+// (Err then only classifies it).
 type ParamError struct {
 	Param string
 	Err   error
+	Msg   string
 }
 
-func (e *ParamError) Error() string { return e.Err.Error() }
+func (e *ParamError) Error() string {
+	if e.Msg != "" {
+		return e.Msg
+	}
+	return e.Err.Error()
+}
 
 // Unwrap returns the wrapped error.
 func (e *ParamError) Unwrap() error { return e.Err }

@@ -114,6 +114,11 @@ type BackendSpec struct {
 	Seed int64 `yaml:"seed"`
 	// Jitter is an emulated backend's lognormal sigma on step times. Default 0.05.
 	Jitter *float64 `yaml:"jitter"`
+	// Replicas (emulated transport only) stands for that many identical
+	// backends, named NAME-0 … NAME-(N-1), each with its own seed: a compact
+	// way to plan "what if I had eight of these". Default 1 (the entry keeps
+	// its name).
+	Replicas int `yaml:"replicas"`
 }
 
 // Parse decodes a fleet file strictly: unknown fields and trailing documents
@@ -338,6 +343,14 @@ func (f *File) Validate(cat *catalog.Catalog) error {
 		if b.Seed == 0 {
 			b.Seed = int64(i + 1)
 		}
+		if b.Replicas < 0 || b.Replicas > 1024 {
+			bad(at+".replicas", "must be between 1 and 1024")
+		} else if b.Replicas > 1 && b.Transport != TransportEmulated {
+			bad(at+".replicas", "only emulated backends can be replicated (list each upstream with its own url)")
+		}
+	}
+	if len(errs) == 0 {
+		f.Backends = expandReplicas(f.Backends, names)
 	}
 	f.Router.SetDefaults()
 	if err := f.Router.Validate(); err != nil {
@@ -356,6 +369,33 @@ func profileServes(p *backends.Profile, k backends.ModelKind) bool {
 		return p.Vision != nil
 	}
 	return true // an invalid kind is reported on the model itself
+}
+
+// expandReplicas replaces every entry with replicas > 1 by that many
+// entries named NAME-i, with distinct seeds. taken holds the names already in
+// use; an expanded name that collides gets a further "-r" suffix.
+func expandReplicas(in []BackendSpec, taken map[string]bool) []BackendSpec {
+	out := make([]BackendSpec, 0, len(in))
+	for _, b := range in {
+		if b.Replicas <= 1 {
+			b.Replicas = 0
+			out = append(out, b)
+			continue
+		}
+		for r := 0; r < b.Replicas; r++ {
+			c := b
+			c.Replicas = 0
+			c.Name = fmt.Sprintf("%s-%d", b.Name, r)
+			for taken[c.Name] {
+				c.Name += "-r"
+			}
+			taken[c.Name] = true
+			c.Seed = b.Seed*1000 + int64(r)
+			c.Models = append([]string(nil), b.Models...)
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 // transportServes reports whether a transport speaks a protocol for the kind:

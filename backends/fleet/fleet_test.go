@@ -871,3 +871,46 @@ backends:
 		t.Fatal("grpc URL without a port accepted")
 	}
 }
+
+func TestReplicasExpand(t *testing.T) {
+	src := `
+models: [{name: llm, kind: llm}]
+backends:
+  - name: gpu
+    hardware: h100-sxm-80gb
+    replicas: 3
+    seed: 7
+    models: [llm]
+  - name: gpu-1
+    hardware: l4
+    models: [llm]
+`
+	cat := catalog.Default()
+	f, err := fleet.Parse([]byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Validate(cat); err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	seeds := map[int64]bool{}
+	for _, b := range f.Backends {
+		names = append(names, b.Name)
+		seeds[b.Seed] = true
+	}
+	if got := strings.Join(names, ","); got != "gpu-0,gpu-1-r,gpu-2,gpu-1" {
+		t.Fatalf("expanded names %s", got)
+	}
+	if len(seeds) != 4 {
+		t.Fatalf("replicas must get distinct seeds: %v", seeds)
+	}
+	// Validate is idempotent on an expanded file, and replicas of an upstream are refused.
+	if err := f.Validate(cat); err != nil || len(f.Backends) != 4 {
+		t.Fatalf("second Validate: %v, %d backends", err, len(f.Backends))
+	}
+	up, _ := fleet.Parse([]byte("models: [{name: llm, kind: llm}]\nbackends:\n  - {name: v, hardware: l4, transport: openai, url: 'http://h:1', replicas: 2, models: [llm]}\n"))
+	if err := up.Validate(cat); err == nil || !strings.Contains(err.Error(), "backends[0].replicas") {
+		t.Fatalf("replicated upstream: %v", err)
+	}
+}
