@@ -2,7 +2,6 @@
 // workloads and run report that the virtual-time simulator reuses.
 //
 // Its parts, each in its own files:
-//
 //   - Workloads (workload*.go, arrivals.go, trace.go): a Source yields timed
 //     Items — what to send and when it was meant to be sent. Arrival
 //     processes (Poisson, constant, gamma-bursty, step and ramp schedules)
@@ -17,10 +16,33 @@
 //     HDR histograms, SLO attainment, goodput, cost and a per-second time
 //     series, and renders the run report (JSON), the terminal summary and a
 //     self-contained HTML page.
+//   - The capacity model (capacity.go): FleetCapacity is a fleet's SLO
+//     capacity for a standard workload and, by a linear program, the lower
+//     bound on cost per 1,000 requests at a rate.
+//   - The virtual-time simulator (sim.go, sim_scenario.go, sim_run.go):
+//     NewSim builds one emulator.Core per fleet backend and the router core
+//     (router.New) — the very code the live gateway wraps with goroutines,
+//     timers and a mutex — and Sim.Run drives them from a discrete-event
+//     loop: a min-heap of backends keyed by Core.Next, a min-heap of hard
+//     timeouts and the workload's next arrival, in time order (ties:
+//     scenario changes, then core events by backend, then timeouts, then
+//     arrivals). Each Item becomes a backends.Request (SimRequest), is
+//     placed (router.Place), submitted (an LLMJob, or one batch per request:
+//     no batcher yet) and finished by router.Done at its done event or its
+//     hard timeout; its Outcome goes to the same Recorder as a live run's.
+//     Scenarios (PlanScenario) slow one backend down from halfway (drift,
+//     emulator.Core.SetSlowdown) or partition an edge node for a minute
+//     (edge-failure: its requests time out). Simulate runs policies × loads
+//     (fractions of FleetCapacity's RPS) or rates, optionally bisects for
+//     each policy's highest rate with 99% SLO attainment (FindMax), and
+//     returns one SimReport envelope; cmd/loadtest's simulate subcommand
+//     prints it (capacity, cost bound, PrintCompare table) and writes it as
+//     JSON and HTML. A million mixed requests take a few seconds.
 //
 // A request's path: Source.Next fills an Item → the runner waits until its
 // intended time and sends it → the response (or error) becomes an Outcome →
 // Recorder.Record folds it into the report. The simulator replaces the
 // runner with a discrete-event loop over the production cores and feeds the
-// same Recorder.
+// same Recorder, in virtual time: no goroutines, no sleeping, deterministic
+// for a seed.
 package loadtest

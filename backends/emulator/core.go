@@ -255,6 +255,11 @@ type Core struct {
 	phead    int
 	pendSeqs []SeqRef
 	busy     time.Duration
+
+	// Slowdown (SetSlowdown): steps and batches that start before slowAt
+	// are scaled by slowOld, those that start at or after it by slowNew.
+	slowAt           time.Time
+	slowOld, slowNew float64
 }
 
 // NewCore returns a core for profile p at pricePerHour (USD), whose caller sits
@@ -272,6 +277,8 @@ func NewCore(p *backends.Profile, pricePerHour float64, rtt time.Duration, cfg C
 		rng:     rng,
 		llm:     make(map[uint64]*llmJob),
 		batches: make(map[uint64]*batch),
+		slowOld: 1,
+		slowNew: 1,
 	}
 	if p.LLM != nil {
 		c.maxConc = max(p.LLM.MaxConcurrency, 1)
@@ -613,10 +620,48 @@ func (c *Core) arrive(a arrival) {
 	p.queue = append(p.queue, b)
 }
 
-// jitter scales d by exp(N(0, sigma)); it never returns less than 1ns.
-func (c *Core) jitter(d time.Duration) time.Duration {
+// SetSlowdown makes the accelerator factor times slower from now on: every
+// LLM step and batch that starts at or after now lasts factor times its
+// profile (and jitter) duration; steps and batches that started earlier keep
+// their end. factor 1 restores the profile's speed, and a later call replaces
+// an earlier one. It models a degraded device (thermal throttling, a noisy
+// neighbour) for the simulator's scenarios. It fails, changing nothing, when
+// factor is not a positive finite number or now is before the time of an
+// earlier SetSlowdown.
+func (c *Core) SetSlowdown(now time.Time, factor float64) error {
+	if !(factor > 0) || math.IsInf(factor, 0) {
+		return fmt.Errorf("emulator: slowdown factor %v is not a positive finite number", factor)
+	}
+	if now.Before(c.slowAt) {
+		return fmt.Errorf("emulator: slowdown at %v is before the previous one at %v", now, c.slowAt)
+	}
+	// Steps already started keep their duration; a step not yet started that
+	// is due before now (the caller has not advanced to now) still gets the
+	// factor in force at its start.
+	c.slowOld = c.slowdown(now)
+	c.slowAt, c.slowNew = now, factor
+	return nil
+}
+
+// Slowdown returns the slowdown factor in force for a step starting at t (1
+// unless SetSlowdown changed it).
+func (c *Core) Slowdown(t time.Time) float64 { return c.slowdown(t) }
+
+func (c *Core) slowdown(t time.Time) float64 {
+	if t.Before(c.slowAt) {
+		return c.slowOld
+	}
+	return c.slowNew
+}
+
+// jitter scales d, a step or batch starting at t, by exp(N(0, sigma)) and the
+// slowdown in force at t; it never returns less than 1ns.
+func (c *Core) jitter(d time.Duration, t time.Time) time.Duration {
 	if c.sigma > 0 {
 		d = time.Duration(float64(d) * math.Exp(c.sigma*c.rng.NormFloat64()))
+	}
+	if f := c.slowdown(t); f != 1 {
+		d = time.Duration(float64(d) * f)
 	}
 	return max(d, 1)
 }
@@ -652,7 +697,7 @@ func (c *Core) startLLMStep(t time.Time) {
 		for _, s := range adm {
 			tokens += s.prompt
 		}
-		d := c.jitter(c.p.LLM.PrefillTime(tokens))
+		d := c.jitter(c.p.LLM.PrefillTime(tokens), t)
 		for _, s := range adm {
 			j := s.job
 			if !j.started {
@@ -672,7 +717,7 @@ func (c *Core) startLLMStep(t time.Time) {
 		return
 	}
 	if n := len(c.active); n > 0 {
-		d := c.jitter(c.p.LLM.DecodeStep(n))
+		d := c.jitter(c.p.LLM.DecodeStep(n), t)
 		share := float64(d) / float64(n)
 		for _, s := range c.active {
 			s.job.busy += share
@@ -744,7 +789,7 @@ func (c *Core) endLLMStep(t time.Time) {
 }
 
 func (c *Core) startBatch(b *batch, e *executor, t time.Time) {
-	d := c.jitter(c.pools[b.class].m.BatchTime(b.items, b.tokens))
+	d := c.jitter(c.pools[b.class].m.BatchTime(b.items, b.tokens), t)
 	for i := range b.members {
 		if m := &b.members[i]; !m.canceled {
 			m.busy = float64(d) * float64(m.Items) / float64(b.items)

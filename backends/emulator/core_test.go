@@ -461,3 +461,76 @@ func TestSubmitErrors(t *testing.T) {
 		t.Error("duplicate job ID accepted")
 	}
 }
+
+func TestSetSlowdown(t *testing.T) {
+	p := testProfile(8)
+	c := NewCore(p, p.PricePerHour, 0, Config{}, nil)
+	mustSubmit(t, c.SubmitLLM(t0, &LLMJob{ID: 1, PromptTokens: 100, OutputTokens: []int{10}, Stream: true}))
+	pre, dec := p.LLM.PrefillTime(100), p.LLM.DecodeStep(1)
+	// Slow down 3× in the middle of the second decode step (not advanced to
+	// yet): the steps that started before keep their length, the third and
+	// later last 3× as long.
+	at := t0.Add(pre + dec + dec/2)
+	if err := c.SetSlowdown(at, 3); err != nil {
+		t.Fatal(err)
+	}
+	if f := c.Slowdown(at.Add(-1)); f != 1 {
+		t.Errorf("slowdown before the change %v, want 1", f)
+	}
+	rs := drain(t, c, nil)
+	ts := tokenTimes(rs, 1, 0)
+	if got := ts[1].Sub(ts[0]); got != dec {
+		t.Errorf("gap 1 (started before the slowdown) %v, want %v", got, dec)
+	}
+	if got := ts[2].Sub(ts[1]); got != dec {
+		t.Errorf("gap 2 (running at the slowdown) %v, want %v", got, dec)
+	}
+	for i := 3; i < len(ts); i++ {
+		if got := ts[i].Sub(ts[i-1]); got != 3*dec {
+			t.Errorf("gap %d (after the slowdown) %v, want %v", i, got, 3*dec)
+		}
+	}
+	if got, want := doneOf(rs, 1).Timing.Busy, pre+2*dec+7*3*dec; got != want {
+		t.Errorf("busy %v, want %v (cost follows the slower steps)", got, want)
+	}
+
+	// Batches: one started before the change keeps its time; one after is
+	// scaled; factor 1 restores the profile's speed.
+	bm := p.Vision
+	c = NewCore(p, p.PricePerHour, 0, Config{}, nil)
+	mustSubmit(t, c.SubmitBatch(t0, &BatchJob{ID: 1, Class: ClassVision, Members: []Member{{JobID: 1, Items: 1}}}))
+	rs = advanceTo(c, t0, nil)
+	if err := c.SetSlowdown(t0.Add(time.Millisecond), 2); err != nil {
+		t.Fatal(err)
+	}
+	mustSubmit(t, c.SubmitBatch(t0.Add(time.Millisecond), &BatchJob{ID: 2, Class: ClassVision, Members: []Member{{JobID: 2, Items: 1}}}))
+	rs = drain(t, c, rs)
+	base := bm.BatchTime(1, 0)
+	if got := doneOf(rs, 1).Timing.Total; got != base {
+		t.Errorf("batch before the slowdown took %v, want %v", got, base)
+	}
+	if got := doneOf(rs, 2).Timing.Total; got != 2*base {
+		t.Errorf("batch after the slowdown took %v, want %v", got, 2*base)
+	}
+	end := t0.Add(time.Second)
+	if err := c.SetSlowdown(end, 1); err != nil {
+		t.Fatal(err)
+	}
+	mustSubmit(t, c.SubmitBatch(end, &BatchJob{ID: 3, Class: ClassVision, Members: []Member{{JobID: 3, Items: 1}}}))
+	rs = drain(t, c, rs)
+	if got := doneOf(rs, 3).Timing.Total; got != base {
+		t.Errorf("batch after restoring took %v, want %v", got, base)
+	}
+
+	for _, f := range []float64{0, -1, math.NaN(), math.Inf(1)} {
+		if err := c.SetSlowdown(end, f); err == nil {
+			t.Errorf("factor %v accepted", f)
+		}
+	}
+	if err := c.SetSlowdown(t0, 2); err == nil {
+		t.Error("a slowdown before the previous one was accepted")
+	}
+	if f := c.Slowdown(end); f != 1 {
+		t.Errorf("a rejected call changed the factor to %v", f)
+	}
+}

@@ -51,6 +51,9 @@
 //   - Batches (vision, embeddings) are formed by the caller; the class's
 //     Parallelism() executors each run one batch at a time, FIFO, for
 //     BatchTime(items, tokens).
+//   - Slowdown: Core.SetSlowdown(now, f) multiplies the duration of every
+//     step and batch that starts at or after now by f (the simulator's drift
+//     scenario: a device that becomes f times slower); f = 1 restores it.
 //   - Cost: the price per second times attributed busy time. A prefill step's
 //     time goes to the sequences it admitted, by prompt-token share; a decode
 //     step's time is split equally among its active sequences; a batch's time

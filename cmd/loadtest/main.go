@@ -25,6 +25,14 @@
 //	loadtest -workload mixed -rate 50 -compare http://gw-a:8080,http://gw-b:8080
 //	loadtest -workload trace:requests.csv
 //
+// Simulation (loadtest simulate; see simulate.go and `loadtest simulate -h`)
+// runs the same workloads through the production router and emulator cores
+// in virtual time, for each policy at each load, with scenarios:
+//
+//	loadtest simulate -workload mixed -requests 1000000 -policies accelgate -load 0.5
+//	loadtest simulate -workload mixed -policies all -load 0.3,0.6,0.9 -scenario drift -html sim.html
+//	loadtest simulate -workload vision -find-max -json max.json
+//
 // All logic lives in package loadtest; this file only wires flags to it.
 package main
 

@@ -1,0 +1,222 @@
+package loadtest
+
+import (
+	"context"
+	"errors"
+	"math"
+	"math/rand/v2"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/accelgate/accelgate/backends"
+	"github.com/accelgate/accelgate/backends/catalog"
+	"github.com/accelgate/accelgate/backends/emulator"
+	"github.com/accelgate/accelgate/backends/fleet"
+	"github.com/accelgate/accelgate/router"
+)
+
+// liveMix is the workload of TestSimMatchesLiveShells: half chat (prompts of
+// 50–1,500 tokens, max_tokens 2–12 so the emulator's generated answer is
+// always cut at max_tokens and live and simulated outputs have the same
+// length; half of them streams), a quarter embeddings and a quarter vision,
+// both as in the standard mixes.
+type liveMix struct{}
+
+func (liveMix) Fill(r *rand.Rand, it *Item) {
+	switch r.IntN(4) {
+	case 0:
+		embeddingsMix{}.Fill(r, it)
+	case 1:
+		visionMix{}.Fill(r, it)
+	default:
+		it.Op, it.Model = backends.OpChat, ModelLLM
+		it.Priority = drawPriority(r)
+		it.Stream = r.IntN(2) == 0
+		it.InputTokens = 50 + r.IntN(1451)
+		it.OutputTokens = 2 + r.IntN(11)
+		it.Messages = []backends.Message{{Role: roleUser, Content: corpus().text(r, it.InputTokens)}}
+		it.SLO = StandardSLO(it.Op, it.Stream, it.Priority, it.OutputTokens)
+	}
+}
+
+// shellClient is a Client that runs items in-process the way the gateway
+// does, on the live emulator shells (goroutines, timers, the wall clock): the
+// router core under a mutex places the request, the backend's Do runs it
+// under the hard deadline, and router.Done releases it.
+type shellClient struct {
+	mu      sync.Mutex
+	r       *router.Router
+	models  map[string]*backends.Model
+	shells  []*emulator.Backend
+	placed  map[string]int
+	badLens int
+}
+
+func (c *shellClient) Close() error { return nil }
+
+func (c *shellClient) Do(ctx context.Context, it *Item, intended time.Time, o *Outcome) {
+	o.Item = it
+	m := c.models[it.Model]
+	var req backends.Request
+	now := time.Now()
+	SimRequest(&req, it, now, m)
+	req.Messages, req.Inputs = it.Messages, it.Inputs
+	c.mu.Lock()
+	dec, err := c.r.Place(now, &req, m, -1)
+	if err == nil {
+		c.placed[dec.Backend.Name]++
+	}
+	c.mu.Unlock()
+	if err != nil {
+		o.Kind = "shed"
+		if errors.Is(err, backends.ErrNoBackend) {
+			o.Kind = "no_backend"
+		}
+		return
+	}
+	ctx, cancel := context.WithDeadline(ctx, req.Deadline)
+	defer cancel()
+	var first time.Time
+	var stream backends.StreamFunc
+	if req.Stream {
+		stream = func(ch backends.Chunk) error {
+			if first.IsZero() && ch.Text != "" {
+				first = time.Now()
+			}
+			return nil
+		}
+	}
+	res, err := c.shells[dec.Index].Do(ctx, &req, m, stream)
+	end := time.Now()
+	c.mu.Lock()
+	c.r.Done(end, dec, err)
+	if err == nil && (it.Op == backends.OpChat && res.Usage.CompletionTokens != it.OutputTokens) {
+		c.badLens++
+	}
+	c.mu.Unlock()
+	o.Latency = end.Sub(intended)
+	o.TTFT = o.Latency
+	if err != nil {
+		o.Kind = "timeout"
+		return
+	}
+	if !first.IsZero() {
+		o.TTFT = first.Sub(intended)
+	}
+	o.Status, o.Kind, o.OK = 200, "ok", true
+	o.CostUSD, o.Backend, o.Hardware = res.CostUSD, dec.Backend.Name, dec.Backend.Profile.Name
+}
+
+// TestSimMatchesLiveShells runs one small workload twice: live, through the
+// harness's open-loop runner on the wall clock, on the default fleet's
+// emulator shells (jitter 0) behind the router core, exactly as the gateway
+// wires them; and simulated. Both run the same router and emulator code, so
+// they must place requests alike and measure alike latencies.
+//
+// Tolerances. Live, a request leaves its goroutine a little after its
+// intended time and its result is noticed when a timer fires, a little after
+// it is due (scheduling latency: tens of microseconds, milliseconds under
+// -race on two cores); the core itself times steps from their due times, so
+// the lag does not accumulate across a request's steps. The live run also
+// tokenizes the chat prompts (the chat template adds a few tokens, about
+// 0.1 ms of prefill) and the embedding inputs. So p50 latencies must agree
+// within 10% + 5 ms. Placement depends on the router's books at each
+// instant, which those lags shift slightly near ties: each backend's share
+// must agree within 5 percentage points.
+func TestSimMatchesLiveShells(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs 4 s of wall-clock traffic")
+	}
+	cat := catalog.Default()
+	f, err := fleet.Default(cat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	zero := 0.0
+	for i := range f.Backends {
+		f.Backends[i].Jitter = &zero
+	}
+	const rate, n, seed = 30.0, 120, 7
+	newSource := func() Source { return NewSource(Poisson(rate), liveMix{}, seed, Limit{Requests: n}) }
+
+	// Simulated.
+	sim, err := NewSim(f, cat, SimOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	simRec := NewRecorder(RecorderOptions{Name: "sim"})
+	res, err := sim.Run(newSource(), simRec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	simRep := simRec.Report(res.Duration)
+	simShare := map[string]float64{}
+	for i, b := range res.Backends {
+		simShare[sim.Descriptors()[i].Name] = float64(b.Placed) / n
+	}
+
+	// Live.
+	cl := &shellClient{models: map[string]*backends.Model{}, placed: map[string]int{}}
+	var descs []*backends.Descriptor
+	for i := range f.Models {
+		m := f.Models[i].Model()
+		cl.models[m.Name] = m
+	}
+	for _, d := range sim.Descriptors() {
+		dd := *d
+		descs = append(descs, &dd)
+		var seedB int64
+		for _, b := range f.Backends {
+			if b.Name == d.Name {
+				seedB = b.Seed
+			}
+		}
+		sh := emulator.New(&dd, emulator.Options{Seed: seedB, Config: emulator.Config{JitterSigma: 0}})
+		defer sh.Close()
+		cl.shells = append(cl.shells, sh)
+	}
+	if cl.r, err = router.New(f.Router, descs, nil); err != nil {
+		t.Fatal(err)
+	}
+	liveRec := NewRecorder(RecorderOptions{Name: "live"})
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	st, err := RunOpen(ctx, newSource(), RunOptions{Client: cl, Recorder: liveRec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	liveRep := liveRec.Report(st.Elapsed)
+	if cl.badLens > 0 {
+		t.Fatalf("%d live chat answers were not cut at max_tokens: the outputs differ from the simulation's", cl.badLens)
+	}
+
+	if simRep.OK != n || liveRep.OK != n {
+		t.Fatalf("ok: simulated %d, live %d, want %d (errors %v / %v)", simRep.OK, liveRep.OK, n, simRep.Errors, liveRep.Errors)
+	}
+	names := make([]string, 0, len(simShare))
+	for k := range simShare {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		live := float64(cl.placed[k]) / n
+		t.Logf("%-14s share simulated %.3f live %.3f", k, simShare[k], live)
+		if math.Abs(live-simShare[k]) > 0.05 {
+			t.Errorf("%s: share %.3f live, %.3f simulated", k, live, simShare[k])
+		}
+	}
+	for _, q := range []struct {
+		name      string
+		sim, live float64
+	}{
+		{"latency p50", simRep.LatencyMS.P50, liveRep.LatencyMS.P50},
+		{"ttft p50", simRep.TTFTMS.P50, liveRep.TTFTMS.P50},
+	} {
+		t.Logf("%s: simulated %.3f ms, live %.3f ms", q.name, q.sim, q.live)
+		if math.Abs(q.live-q.sim) > 0.10*q.sim+5 {
+			t.Errorf("%s: live %.3f ms, simulated %.3f ms: beyond 10%% + 5 ms", q.name, q.live, q.sim)
+		}
+	}
+}
