@@ -20,6 +20,16 @@ type Descriptor struct {
 // PricePerSecond is the effective price in USD per second.
 func (d *Descriptor) PricePerSecond() float64 { return d.PricePerHour / 3600 }
 
+// AttributeByConcurrency is the cost rule of the upstream transports, which
+// cannot see the accelerator's batches: a request that took total while
+// inflight requests (itself included) were in flight on the backend is
+// attributed busy = total ÷ inflight of the accelerator's time, and costs the
+// backend's price per second × busy.
+func AttributeByConcurrency(d *Descriptor, total time.Duration, inflight int64) (busy time.Duration, costUSD float64) {
+	busy = total / time.Duration(max(inflight, 1))
+	return busy, d.PricePerSecond() * busy.Seconds()
+}
+
 // ServesModel reports whether the backend serves the named model.
 func (d *Descriptor) ServesModel(name string) bool {
 	for _, m := range d.Models {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"net"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -231,8 +232,8 @@ func TestGRPCHealthMetadataAndIndex(t *testing.T) {
 	}
 	if md.GetName() != "resnet-50" || md.GetPlatform() != "onnxruntime_onnx" || len(md.GetVersions()) != 1 || md.GetVersions()[0] != "1" ||
 		len(md.GetInputs()) != 1 || md.GetInputs()[0].GetName() != "input" || md.GetInputs()[0].GetDatatype() != "FP32" ||
-		!equalShape(md.GetInputs()[0].GetShape(), []int64{-1, 3, 224, 224}) ||
-		len(md.GetOutputs()) != 1 || !equalShape(md.GetOutputs()[0].GetShape(), []int64{-1, 1000}) {
+		!slices.Equal(md.GetInputs()[0].GetShape(), []int64{-1, 3, 224, 224}) ||
+		len(md.GetOutputs()) != 1 || !slices.Equal(md.GetOutputs()[0].GetShape(), []int64{-1, 1000}) {
 		t.Fatalf("ModelMetadata = %v", md)
 	}
 	_, err = c.ModelMetadata(ctx, &inference.ModelMetadataRequest{Name: "nope"})
@@ -251,7 +252,7 @@ func TestGRPCHealthMetadataAndIndex(t *testing.T) {
 		got = append(got, m.GetName()+"/"+m.GetVersion()+"/"+m.GetState())
 	}
 	want := []string{"echo/1/READY", "echo/2/READY", "orphan/1/UNAVAILABLE", "resnet-50/1/READY"}
-	if !equalStrings(got, want) {
+	if !slices.Equal(got, want) {
 		t.Fatalf("RepositoryIndex = %v, want %v", got, want)
 	}
 	idx, err = c.RepositoryIndex(ctx, &inference.RepositoryIndexRequest{Ready: true})
@@ -318,7 +319,7 @@ func TestGRPCModelInferRaw(t *testing.T) {
 		t.Fatalf("%d outputs, %d raw contents", len(resp.GetOutputs()), len(resp.GetRawOutputContents()))
 	}
 	o := resp.GetOutputs()[0]
-	if o.GetName() != "output" || o.GetDatatype() != "FP32" || !equalShape(o.GetShape(), []int64{2, 1000}) || o.GetContents() != nil {
+	if o.GetName() != "output" || o.GetDatatype() != "FP32" || !slices.Equal(o.GetShape(), []int64{2, 1000}) || o.GetContents() != nil {
 		t.Fatalf("output %v", o)
 	}
 	if n := len(resp.GetRawOutputContents()[0]); n != 2*1000*4 {
@@ -361,7 +362,7 @@ func TestGRPCModelInferTyped(t *testing.T) {
 		t.Fatalf("typed request: %d raw outputs, %d outputs", len(resp.GetRawOutputContents()), len(resp.GetOutputs()))
 	}
 	o := resp.GetOutputs()[0]
-	if !equalShape(o.GetShape(), []int64{1, 1000}) || len(o.GetContents().GetFp32Contents()) != 1000 || o.GetContents().GetFp32Contents()[7] != 0.7 {
+	if !slices.Equal(o.GetShape(), []int64{1, 1000}) || len(o.GetContents().GetFp32Contents()) != 1000 || o.GetContents().GetFp32Contents()[7] != 0.7 {
 		t.Fatalf("output %v %d", o.GetShape(), len(o.GetContents().GetFp32Contents()))
 	}
 	if got := e.be[0].lastReq(); string(got.Tensors[0].Data) != string(raw) {
@@ -414,7 +415,7 @@ func TestGRPCTypedEveryDatatype(t *testing.T) {
 	}
 	for i, o := range resp.GetOutputs() {
 		in := req.Inputs[i]
-		if o.GetName() != "out_"+in.GetName() || o.GetDatatype() != in.GetDatatype() || !equalShape(o.GetShape(), in.GetShape()) {
+		if o.GetName() != "out_"+in.GetName() || o.GetDatatype() != in.GetDatatype() || !slices.Equal(o.GetShape(), in.GetShape()) {
 			t.Fatalf("output %d: %v", i, o)
 		}
 		if got, want := o.GetContents().String(), in.GetContents().String(); got != want {
@@ -668,42 +669,18 @@ func TestGRPCModelStreamInfer(t *testing.T) {
 			t.Fatalf("response %d has id %q, want %q (in order)", i, r.GetInferResponse().GetId(), reqs[i].GetId())
 		}
 	}
-	if got[0].GetErrorMessage() != "" || !equalShape(got[0].GetInferResponse().GetOutputs()[0].GetShape(), []int64{1, 1000}) {
+	if got[0].GetErrorMessage() != "" || !slices.Equal(got[0].GetInferResponse().GetOutputs()[0].GetShape(), []int64{1, 1000}) {
 		t.Fatalf("first: %v", got[0])
 	}
 	if got[1].GetErrorMessage() == "" || len(got[1].GetInferResponse().GetOutputs()) != 0 {
 		t.Fatalf("second should fail: %v", got[1])
 	}
-	if got[2].GetErrorMessage() != "" || !equalShape(got[2].GetInferResponse().GetOutputs()[0].GetShape(), []int64{2, 1000}) {
+	if got[2].GetErrorMessage() != "" || !slices.Equal(got[2].GetInferResponse().GetOutputs()[0].GetShape(), []int64{2, 1000}) {
 		t.Fatalf("third: %v", got[2])
 	}
 	if got[3].GetErrorMessage() == "" {
 		t.Fatalf("fourth should fail: %v", got[3])
 	}
-}
-
-func equalShape(a, b []int64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
-func equalStrings(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func containsString(list []string, s string) bool {

@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"context"
 	"sort"
 	"strconv"
 	"strings"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/accelgate/accelgate/backends"
 	"github.com/accelgate/accelgate/backends/kserve"
+	"github.com/accelgate/accelgate/internal/jsonw"
 )
 
 // KServe v2 / Open Inference Protocol over HTTP, on the same listener as the
@@ -122,7 +122,7 @@ func (s *Server) writeKServeError(ctx *fasthttp.RequestCtx, err error) {
 func writeKServeErrorBody(ctx *fasthttp.RequestCtx, msg string) {
 	b := getBuf()
 	*b = append(*b, `{"error":`...)
-	*b = appendString(*b, msg)
+	*b = jsonw.AppendString(*b, msg)
 	*b = append(*b, '}')
 	ctx.SetContentType("application/json")
 	ctx.SetBody(*b)
@@ -132,15 +132,15 @@ func writeKServeErrorBody(ctx *fasthttp.RequestCtx, msg string) {
 func (s *Server) handleKServeServerMetadata(ctx *fasthttp.RequestCtx) {
 	b := getBuf()
 	*b = append(*b, `{"name":`...)
-	*b = appendString(*b, s.cfg.Name)
+	*b = jsonw.AppendString(*b, s.cfg.Name)
 	*b = append(*b, `,"version":`...)
-	*b = appendString(*b, s.cfg.Version)
+	*b = jsonw.AppendString(*b, s.cfg.Version)
 	*b = append(*b, `,"extensions":[`...)
 	for i, e := range kserveExtensions {
 		if i > 0 {
 			*b = append(*b, ',')
 		}
-		*b = appendString(*b, e)
+		*b = jsonw.AppendString(*b, e)
 	}
 	*b = append(*b, "]}"...)
 	ctx.SetContentType("application/json")
@@ -172,16 +172,16 @@ func (s *Server) handleKServeModelMetadata(ctx *fasthttp.RequestCtx, name, versi
 	}
 	b := getBuf()
 	*b = append(*b, `{"name":`...)
-	*b = appendString(*b, m.Name)
+	*b = jsonw.AppendString(*b, m.Name)
 	*b = append(*b, `,"versions":[`...)
 	for i, v := range m.Versions {
 		if i > 0 {
 			*b = append(*b, ',')
 		}
-		*b = appendString(*b, v)
+		*b = jsonw.AppendString(*b, v)
 	}
 	*b = append(*b, `],"platform":`...)
-	*b = appendString(*b, m.Platform)
+	*b = jsonw.AppendString(*b, m.Platform)
 	*b = append(*b, `,"inputs":`...)
 	*b = appendTensorSpecs(*b, m.Inputs)
 	*b = append(*b, `,"outputs":`...)
@@ -199,9 +199,9 @@ func appendTensorSpecs(b []byte, specs []backends.TensorSpec) []byte {
 			b = append(b, ',')
 		}
 		b = append(b, `{"name":`...)
-		b = appendString(b, sp.Name)
+		b = jsonw.AppendString(b, sp.Name)
 		b = append(b, `,"datatype":`...)
-		b = appendString(b, sp.Datatype)
+		b = jsonw.AppendString(b, sp.Datatype)
 		b = append(b, `,"shape":[`...)
 		for j, d := range sp.Shape {
 			if j > 0 {
@@ -223,7 +223,7 @@ func (s *Server) handleKServeModelReady(ctx *fasthttp.RequestCtx, name, version 
 	ready := s.d.ModelReady(m.Name)
 	b := getBuf()
 	*b = append(*b, `{"name":`...)
-	*b = appendString(*b, m.Name)
+	*b = jsonw.AppendString(*b, m.Name)
 	*b = append(*b, `,"ready":`...)
 	*b = strconv.AppendBool(*b, ready)
 	*b = append(*b, '}')
@@ -273,10 +273,10 @@ func (s *Server) handleKServeRepositoryIndex(ctx *fasthttp.RequestCtx) {
 			}
 			n++
 			*b = append(*b, `{"name":`...)
-			*b = appendString(*b, name)
+			*b = jsonw.AppendString(*b, name)
 			if v != "" {
 				*b = append(*b, `,"version":`...)
-				*b = appendString(*b, v)
+				*b = jsonw.AppendString(*b, v)
 			}
 			if ready {
 				*b = append(*b, `,"state":"READY","reason":""}`...)
@@ -328,17 +328,10 @@ func (s *Server) handleKServeInfer(ctx *fasthttp.RequestCtx, name, version strin
 		return
 	}
 	ctx.Response.Header.Set(HeaderRequestID, req.ID)
-	cctx, cancel := context.WithDeadline(context.Background(), req.Deadline)
-	res, desc, err := s.d.Do(cctx, req, m)
-	cancel()
-	if desc != nil {
-		setPlacementHeaders(ctx, desc)
-	}
-	if err != nil {
-		s.writeKServeError(ctx, err)
+	res, desc, ok := s.runUnary(ctx, req, m, (*Server).writeKServeError)
+	if !ok {
 		return
 	}
-	setCostHeader(ctx, res.CostUSD)
 
 	outs := SelectOutputs(req, res.Tensors)
 	var binBuf [8]bool

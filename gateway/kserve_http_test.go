@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -114,9 +115,9 @@ func TestKServeModelMetadataAndReady(t *testing.T) {
 	}
 	for _, p := range []string{"/v2/models/vision", "/v2/models/vision/versions/2"} {
 		ksJSON(t, e.do(t, "GET", p, ""), 200, &md)
-		if md.Name != "vision" || !equalStrings(md.Versions, []string{"1", "2"}) || md.Platform != "onnxruntime_onnx" ||
-			len(md.Inputs) != 1 || md.Inputs[0].Name != "input" || md.Inputs[0].Datatype != "FP32" || !equalShape(md.Inputs[0].Shape, []int64{-1, 3}) ||
-			len(md.Outputs) != 2 || md.Outputs[1].Name != "aux" || md.Outputs[1].Datatype != "INT64" || !equalShape(md.Outputs[1].Shape, []int64{-1}) {
+		if md.Name != "vision" || !slices.Equal(md.Versions, []string{"1", "2"}) || md.Platform != "onnxruntime_onnx" ||
+			len(md.Inputs) != 1 || md.Inputs[0].Name != "input" || md.Inputs[0].Datatype != "FP32" || !slices.Equal(md.Inputs[0].Shape, []int64{-1, 3}) ||
+			len(md.Outputs) != 2 || md.Outputs[1].Name != "aux" || md.Outputs[1].Datatype != "INT64" || !slices.Equal(md.Outputs[1].Shape, []int64{-1}) {
 			t.Fatalf("%s: metadata %+v", p, md)
 		}
 	}
@@ -193,7 +194,7 @@ func TestKServeInferJSON(t *testing.T) {
 			t.Fatalf("%s: %s", kind, resp.Body())
 		}
 		o := r.Outputs[0]
-		if o.Name != "output" || o.Datatype != "FP32" || !equalShape(o.Shape, []int64{2, 2}) || string(o.Data) != "[6,0,15.5,1]" {
+		if o.Name != "output" || o.Datatype != "FP32" || !slices.Equal(o.Shape, []int64{2, 2}) || string(o.Data) != "[6,0,15.5,1]" {
 			t.Fatalf("%s: output %+v %s", kind, o, o.Data)
 		}
 		if a := r.Outputs[1]; a.Name != "aux" || a.Datatype != "INT64" || string(a.Data) != "[0,1]" {

@@ -15,6 +15,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/accelgate/accelgate/backends"
+	"github.com/accelgate/accelgate/internal/jsonw"
 )
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
@@ -69,26 +70,9 @@ func (s *Server) handleLLM(ctx *fasthttp.RequestCtx, op backends.Op) {
 	created := now.Unix()
 	ctx.Response.Header.Set(HeaderRequestID, req.ID)
 	if !req.Stream {
-		cctx, cancel := context.WithDeadline(context.Background(), req.Deadline)
-		res, desc, err := s.d.Do(cctx, req, m)
-		cancel()
-		if desc != nil {
-			setPlacementHeaders(ctx, desc)
+		if res, _, ok := s.runUnary(ctx, req, m, (*Server).writeError); ok {
+			writeOpenAIResult(ctx, res, func(b []byte) []byte { return appendLLMResponse(b, req, res, created) })
 		}
-		if err != nil {
-			s.writeError(ctx, err)
-			return
-		}
-		setCostHeader(ctx, res.CostUSD)
-		ctx.SetContentType("application/json")
-		if res.Raw != nil {
-			ctx.SetBody(res.Raw)
-			return
-		}
-		b := getBuf()
-		*b = appendLLMResponse(*b, req, res, created)
-		ctx.SetBody(*b)
-		putBuf(b)
 		return
 	}
 	p, err := s.d.Place(req, m, -1)
@@ -105,6 +89,42 @@ func (s *Server) handleLLM(ctx *fasthttp.RequestCtx, op backends.Op) {
 	})
 }
 
+// runUnary runs a non-streaming request on the fleet under its hard deadline
+// and sets the placement headers (wherever it was placed, even when it then
+// failed) and, when it succeeded, the cost header. When it failed, it writes
+// the error with writeErr, in the route's protocol ((*Server).writeError for
+// the OpenAI routes, (*Server).writeKServeError for KServe v2), and ok is
+// false.
+func (s *Server) runUnary(ctx *fasthttp.RequestCtx, req *backends.Request, m *backends.Model,
+	writeErr func(*Server, *fasthttp.RequestCtx, error)) (res *backends.Result, desc *backends.Descriptor, ok bool) {
+	cctx, cancel := context.WithDeadline(context.Background(), req.Deadline)
+	res, desc, err := s.d.Do(cctx, req, m)
+	cancel()
+	if desc != nil {
+		setPlacementHeaders(ctx, desc)
+	}
+	if err != nil {
+		writeErr(s, ctx, err)
+		return nil, desc, false
+	}
+	setCostHeader(ctx, res.CostUSD)
+	return res, desc, true
+}
+
+// writeOpenAIResult answers a non-streaming OpenAI request with an upstream's
+// JSON body, relayed as is, or else with the body appendBody renders.
+func writeOpenAIResult(ctx *fasthttp.RequestCtx, res *backends.Result, appendBody func([]byte) []byte) {
+	ctx.SetContentType("application/json")
+	if res.Raw != nil {
+		ctx.SetBody(res.Raw)
+		return
+	}
+	b := getBuf()
+	*b = appendBody(*b)
+	ctx.SetBody(*b)
+	putBuf(b)
+}
+
 func setPlacementHeaders(ctx *fasthttp.RequestCtx, d *backends.Descriptor) {
 	ctx.Response.Header.Set(HeaderBackend, d.Name)
 	ctx.Response.Header.Set(HeaderHardware, d.Profile.Name)
@@ -112,22 +132,14 @@ func setPlacementHeaders(ctx *fasthttp.RequestCtx, d *backends.Descriptor) {
 
 func setCostHeader(ctx *fasthttp.RequestCtx, usd float64) {
 	var b [32]byte
-	ctx.Response.Header.SetBytesV(HeaderCost, appendUSD(b[:0], usd))
-}
-
-// appendUSD formats a cost in USD with ten decimals (no exponent).
-func appendUSD(b []byte, usd float64) []byte {
-	if math.IsNaN(usd) || math.IsInf(usd, 0) || usd < 0 {
-		usd = 0
-	}
-	return strconv.AppendFloat(b, usd, 'f', 10, 64)
+	ctx.Response.Header.SetBytesV(HeaderCost, jsonw.AppendUSD(b[:0], usd))
 }
 
 // appendLLMResponse renders a chat.completion or text_completion object.
 func appendLLMResponse(b []byte, req *backends.Request, res *backends.Result, created int64) []byte {
 	chat := req.Op == backends.OpChat
 	b = append(b, `{"id":`...)
-	b = appendString(b, req.ID)
+	b = jsonw.AppendString(b, req.ID)
 	if chat {
 		b = append(b, `,"object":"chat.completion","created":`...)
 	} else {
@@ -135,7 +147,7 @@ func appendLLMResponse(b []byte, req *backends.Request, res *backends.Result, cr
 	}
 	b = strconv.AppendInt(b, created, 10)
 	b = append(b, `,"model":`...)
-	b = appendString(b, req.Model)
+	b = jsonw.AppendString(b, req.Model)
 	b = append(b, `,"choices":[`...)
 	for i, c := range res.Choices {
 		if i > 0 {
@@ -145,14 +157,14 @@ func appendLLMResponse(b []byte, req *backends.Request, res *backends.Result, cr
 		b = strconv.AppendInt(b, int64(c.Index), 10)
 		if chat {
 			b = append(b, `,"message":{"role":"assistant","content":`...)
-			b = appendString(b, c.Text)
+			b = jsonw.AppendString(b, c.Text)
 			b = append(b, '}')
 		} else {
 			b = append(b, `,"text":`...)
-			b = appendString(b, c.Text)
+			b = jsonw.AppendString(b, c.Text)
 		}
 		b = append(b, `,"logprobs":null,"finish_reason":`...)
-		b = appendStringOrNull(b, c.FinishReason)
+		b = jsonw.AppendStringOrNull(b, c.FinishReason)
 		b = append(b, '}')
 	}
 	b = append(b, `],"usage":`...)
@@ -180,26 +192,9 @@ func (s *Server) handleEmbeddings(ctx *fasthttp.RequestCtx) {
 	}
 	req.Body = append([]byte(nil), body...)
 	ctx.Response.Header.Set(HeaderRequestID, req.ID)
-	cctx, cancel := context.WithDeadline(context.Background(), req.Deadline)
-	res, desc, err := s.d.Do(cctx, req, m)
-	cancel()
-	if desc != nil {
-		setPlacementHeaders(ctx, desc)
+	if res, _, ok := s.runUnary(ctx, req, m, (*Server).writeError); ok {
+		writeOpenAIResult(ctx, res, func(b []byte) []byte { return appendEmbeddingResponse(b, req.Model, res, b64) })
 	}
-	if err != nil {
-		s.writeError(ctx, err)
-		return
-	}
-	setCostHeader(ctx, res.CostUSD)
-	ctx.SetContentType("application/json")
-	if res.Raw != nil {
-		ctx.SetBody(res.Raw)
-		return
-	}
-	b := getBuf()
-	*b = appendEmbeddingResponse(*b, req.Model, res, b64)
-	ctx.SetBody(*b)
-	putBuf(b)
 }
 
 func appendEmbeddingResponse(b []byte, model string, res *backends.Result, b64 bool) []byte {
@@ -226,14 +221,14 @@ func appendEmbeddingResponse(b []byte, model string, res *backends.Result, b64 b
 				if j > 0 {
 					b = append(b, ',')
 				}
-				b = appendFloat(b, float64(f), 32)
+				b = jsonw.AppendFloat(b, float64(f), 32)
 			}
 			b = append(b, ']')
 		}
 		b = append(b, '}')
 	}
 	b = append(b, `],"model":`...)
-	b = appendString(b, model)
+	b = jsonw.AppendString(b, model)
 	b = append(b, `,"usage":`...)
 	b = appendUsage(b, res.Usage.PromptTokens, 0, true)
 	return append(b, '}')
@@ -274,9 +269,9 @@ func (s *Server) handleModel(ctx *fasthttp.RequestCtx, name string) {
 
 func appendModelObject(b []byte, m *backends.Model) []byte {
 	b = append(b, `{"id":`...)
-	b = appendString(b, m.Name)
+	b = jsonw.AppendString(b, m.Name)
 	b = append(b, `,"object":"model","created":0,"owned_by":"accelgate","accelgate_kind":`...)
-	b = appendString(b, string(m.Kind))
+	b = jsonw.AppendString(b, string(m.Kind))
 	return append(b, '}')
 }
 
@@ -300,13 +295,13 @@ func writeOpenAIError(ctx *fasthttp.RequestCtx, msg, typ, param, code string) {
 
 func appendOpenAIError(b []byte, msg, typ, param, code string) []byte {
 	b = append(b, `{"error":{"message":`...)
-	b = appendString(b, msg)
+	b = jsonw.AppendString(b, msg)
 	b = append(b, `,"type":`...)
-	b = appendString(b, typ)
+	b = jsonw.AppendString(b, typ)
 	b = append(b, `,"param":`...)
-	b = appendStringOrNull(b, param)
+	b = jsonw.AppendStringOrNull(b, param)
 	b = append(b, `,"code":`...)
-	b = appendStringOrNull(b, code)
+	b = jsonw.AppendStringOrNull(b, code)
 	return append(b, "}}"...)
 }
 
@@ -321,6 +316,6 @@ func injectCost(obj []byte, usd float64) []byte {
 		obj = append(obj, ',')
 	}
 	obj = append(obj, `"accelgate_cost_usd":`...)
-	obj = appendUSD(obj, usd)
+	obj = jsonw.AppendUSD(obj, usd)
 	return append(obj, '}')
 }

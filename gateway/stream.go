@@ -7,6 +7,7 @@ import (
 	"strconv"
 
 	"github.com/accelgate/accelgate/backends"
+	"github.com/accelgate/accelgate/internal/jsonw"
 )
 
 // sseWriter turns a backend's chunks into OpenAI server-sent events.
@@ -92,17 +93,17 @@ func (sw *sseWriter) onChunk(c backends.Chunk) error {
 		}
 		if c.Text != "" || c.FinishReason == "" {
 			sw.buf = append(sw.buf, `"content":`...)
-			sw.buf = appendString(sw.buf, c.Text)
+			sw.buf = jsonw.AppendString(sw.buf, c.Text)
 		} else {
 			sw.buf = bytes.TrimSuffix(sw.buf, []byte(","))
 		}
 		sw.buf = append(sw.buf, '}')
 	} else {
 		sw.buf = append(sw.buf, `,"text":`...)
-		sw.buf = appendString(sw.buf, c.Text)
+		sw.buf = jsonw.AppendString(sw.buf, c.Text)
 	}
 	sw.buf = append(sw.buf, `,"logprobs":null,"finish_reason":`...)
-	sw.buf = appendStringOrNull(sw.buf, c.FinishReason)
+	sw.buf = jsonw.AppendStringOrNull(sw.buf, c.FinishReason)
 	sw.buf = append(sw.buf, "}]}"...)
 	if c.FinishReason != "" {
 		return sw.hold(sw.buf)
@@ -112,7 +113,7 @@ func (sw *sseWriter) onChunk(c backends.Chunk) error {
 
 func (sw *sseWriter) appendChunkHead(b []byte) []byte {
 	b = append(b, `{"id":`...)
-	b = appendString(b, sw.req.ID)
+	b = jsonw.AppendString(b, sw.req.ID)
 	if sw.req.Op == backends.OpChat {
 		b = append(b, `,"object":"chat.completion.chunk","created":`...)
 	} else {
@@ -120,7 +121,7 @@ func (sw *sseWriter) appendChunkHead(b []byte) []byte {
 	}
 	b = strconv.AppendInt(b, sw.created, 10)
 	b = append(b, `,"model":`...)
-	b = appendString(b, sw.req.Model)
+	b = jsonw.AppendString(b, sw.req.Model)
 	return append(b, ',')
 }
 

@@ -3,6 +3,7 @@ package loadtest
 import (
 	"context"
 	"net"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -77,7 +78,7 @@ func TestGRPCTensorRequest(t *testing.T) {
 		}
 	}
 	if req.ModelName != "resnet-50" || len(req.Inputs) != 1 || req.Inputs[0].Name != "input" ||
-		req.Inputs[0].Datatype != "FP32" || !equalShape(req.Inputs[0].Shape, []int64{2, 3, 224, 224}) ||
+		req.Inputs[0].Datatype != "FP32" || !slices.Equal(req.Inputs[0].Shape, []int64{2, 3, 224, 224}) ||
 		len(req.RawInputContents) != 1 {
 		t.Fatalf("request %v", req)
 	}

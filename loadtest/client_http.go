@@ -10,6 +10,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/accelgate/accelgate/backends"
+	"github.com/accelgate/accelgate/internal/jsonw"
 )
 
 // httpClient sends OpenAI requests (chat, completions, embeddings) and KServe
@@ -139,7 +140,7 @@ func (c *httpClient) setHeaders(call *httpCall, url string, it *Item) time.Durat
 // appendLLMBody appends the chat or completions body for it.
 func appendLLMBody(b []byte, it *Item) []byte {
 	b = append(b, `{"model":`...)
-	b = appendJSONString(b, it.Model)
+	b = jsonw.AppendString(b, it.Model)
 	if it.Op == backends.OpChat {
 		b = append(b, `,"messages":[`...)
 		for i, m := range it.Messages {
@@ -151,15 +152,15 @@ func appendLLMBody(b []byte, it *Item) []byte {
 			if role == "" {
 				role = "user"
 			}
-			b = appendJSONString(b, role)
+			b = jsonw.AppendString(b, role)
 			b = append(b, `,"content":`...)
-			b = appendJSONString(b, m.Content)
+			b = jsonw.AppendString(b, m.Content)
 			b = append(b, '}')
 		}
 		b = append(b, ']')
 	} else {
 		b = append(b, `,"prompt":`...)
-		b = appendJSONString(b, it.Prompt)
+		b = jsonw.AppendString(b, it.Prompt)
 	}
 	if it.OutputTokens > 0 {
 		b = append(b, `,"max_tokens":`...)
@@ -174,13 +175,13 @@ func appendLLMBody(b []byte, it *Item) []byte {
 // appendEmbeddingBody appends the embeddings body for it.
 func appendEmbeddingBody(b []byte, it *Item) []byte {
 	b = append(b, `{"model":`...)
-	b = appendJSONString(b, it.Model)
+	b = jsonw.AppendString(b, it.Model)
 	b = append(b, `,"input":[`...)
 	for i, s := range it.Inputs {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = appendJSONString(b, s)
+		b = jsonw.AppendString(b, s)
 	}
 	return append(b, "]}"...)
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"math"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -384,22 +385,10 @@ func TestKServeBinaryRequest(t *testing.T) {
 	}
 	in := head.Inputs
 	if len(in) != 1 || in[0].Name != "input" || in[0].Datatype != "FP32" ||
-		!equalShape(in[0].Shape, []int64{3, 3, 224, 224}) || in[0].Parameters.BinaryDataSize != 3*imageBytes {
+		!slices.Equal(in[0].Shape, []int64{3, 3, 224, 224}) || in[0].Parameters.BinaryDataSize != 3*imageBytes {
 		t.Errorf("header %s", body[:n])
 	}
 	checkImage(t, body[n:], 3)
-}
-
-func equalShape(a, b []int64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func TestKServeJSONRequestAndBinaryResponse(t *testing.T) {
@@ -431,7 +420,7 @@ func TestKServeJSONRequestAndBinaryResponse(t *testing.T) {
 	if err := json.Unmarshal(body, &req); err != nil {
 		t.Fatal(err)
 	}
-	if len(req.Inputs) != 1 || !equalShape(req.Inputs[0].Shape, []int64{1, 3, 224, 224}) || len(req.Inputs[0].Data) != imageElems {
+	if len(req.Inputs) != 1 || !slices.Equal(req.Inputs[0].Shape, []int64{1, 3, 224, 224}) || len(req.Inputs[0].Data) != imageElems {
 		t.Fatalf("JSON tensor request: %d inputs", len(req.Inputs))
 	}
 	raw := make([]byte, 0, imageBytes)
@@ -439,21 +428,6 @@ func TestKServeJSONRequestAndBinaryResponse(t *testing.T) {
 		raw = binary.LittleEndian.AppendUint32(raw, math.Float32bits(v))
 	}
 	checkImage(t, raw, 1) // the JSON data is the same tensor as the binary one
-}
-
-func TestAppendJSONString(t *testing.T) {
-	for _, s := range []string{"", "plain", "q\"b\\n\n\r\t\x00\x1f", "héllo — ✓", "bad\xffutf8", "<&>"} {
-		b := appendJSONString(nil, s)
-		var got string
-		if err := json.Unmarshal(b, &got); err != nil {
-			t.Errorf("%q → %s: %v", s, b, err)
-			continue
-		}
-		want := strings.ToValidUTF8(s, "\ufffd")
-		if got != want {
-			t.Errorf("%q → %s → %q", s, b, got)
-		}
-	}
 }
 
 func TestSSEParserSplitsAcrossReads(t *testing.T) {

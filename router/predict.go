@@ -23,9 +23,15 @@ type Prediction struct {
 // Load is the work the gateway has placed on a backend and not yet seen
 // finish: the router's own books, updated by Place and Done.
 type Load struct {
-	Seqs      int           // LLM sequences (running or queued in the backend)
-	BatchWork time.Duration // predicted service time of placed batch requests
-	InFlight  int           // requests of any kind
+	Seqs         int           // LLM sequences (running or queued in the backend)
+	PromptTokens int           // prompt tokens of those LLM requests
+	BatchWork    time.Duration // predicted service time of placed batch requests
+	InFlight     int           // requests of any kind
+	// PrefillBacklog is how long the backend's prefill pipeline is still
+	// busy with prompts placed earlier (set by the router at decision time
+	// from its books; a continuous-batching server prefills new prompts one
+	// step at a time, so a new prompt waits for those ahead of it).
+	PrefillBacklog time.Duration
 }
 
 // Predictor estimates a request's latency and cost on one backend under its
@@ -40,13 +46,16 @@ type Predictor interface {
 // models in backends.Profile plus the router's books plus the round trip.
 //
 // LLM (continuous batching, s = the request's sequences, n = Seqs + s active
-// after admission, capped at MaxConcurrency):
+// after admission, capped at MaxConcurrency; O = planned output tokens):
 //
-//	wait = 0 while n fits the slots, else (excess / MaxConcurrency) × O × DecodeStep(max)
-//	TTFT = RTT + wait + PrefillTime(prompt tokens)
-//	TPOT = DecodeStep(n)
-//	E2E  = TTFT + (O − 1) × TPOT
-//	Busy = PrefillTime(prompt) + s × O × DecodeStep(n) / n
+//	wait  = PrefillBacklog + (0 while n fits the slots, else (excess / MaxConcurrency) × O × DecodeStep(max))
+//	TTFT  = RTT + wait + PrefillTime(prompt tokens)
+//	stall = PrefillTime(PromptTokens of the others) — in steady state each of the
+//	        n − s other sequences is replaced about once during this request's
+//	        life, and every replacement's prefill step stalls all decodes
+//	TPOT  = DecodeStep(n) + stall / O
+//	E2E   = TTFT + (O − 1) × TPOT
+//	Busy  = PrefillTime(prompt) + s × O × DecodeStep(n) / n
 //
 // Batch classes (vision, embeddings; one batch per request until the batcher
 // merges requests): wait = BatchWork / executors, service = BatchTime(items,
@@ -82,8 +91,15 @@ func (ProfilePredictor) Predict(req *backends.Request, m *backends.Model, d *bac
 		}
 		prefill := lm.PrefillTime(req.EstInputTokens)
 		step := lm.DecodeStep(n)
+		p.Wait += l.PrefillBacklog
 		p.TTFT = d.RTT + p.Wait + prefill
-		p.TPOT = step
+		var stall time.Duration
+		if others := min(l.Seqs, lm.MaxConcurrency); others > 0 {
+			// The others' prompts, scaled to those that are running.
+			tokens := l.PromptTokens * others / l.Seqs
+			stall = lm.PrefillTime(tokens) + time.Duration(others-1)*time.Duration(lm.PrefillBaseMs*float64(time.Millisecond))
+		}
+		p.TPOT = step + stall/time.Duration(o)
 		p.E2E = p.TTFT + time.Duration(o-1)*step
 		p.Busy = prefill + time.Duration(float64(s)*float64(o)*float64(step)/float64(n))
 	default:
@@ -124,7 +140,7 @@ func infeasible() Prediction {
 // charge is the work a placed request adds to a backend's books.
 func charge(req *backends.Request, p Prediction) Load {
 	if req.Op == backends.OpChat || req.Op == backends.OpCompletion {
-		return Load{Seqs: req.Sequences(), InFlight: 1}
+		return Load{Seqs: req.Sequences(), PromptTokens: req.EstInputTokens, InFlight: 1}
 	}
 	return Load{BatchWork: p.Busy, InFlight: 1}
 }

@@ -34,6 +34,7 @@ type Decision struct {
 type target struct {
 	desc         *backends.Descriptor
 	load         Load
+	prefillFree  time.Time // when the prefill pipeline drains the prompts placed so far
 	failures     int
 	ejectedUntil time.Time
 	down         bool // marked unhealthy from outside (health checks)
@@ -107,7 +108,7 @@ func (r *Router) Place(now time.Time, req *backends.Request, m *backends.Model, 
 		if i == exclude || !r.available(t, now) {
 			continue
 		}
-		p := r.pred.Predict(req, m, t.desc, t.load)
+		p := r.pred.Predict(req, m, t.desc, t.loadAt(now))
 		if p.Busy == infeasible().Busy {
 			continue
 		}
@@ -128,10 +129,10 @@ func (r *Router) Place(now time.Time, req *backends.Request, m *backends.Model, 
 		return Decision{}, backends.ErrNoBackend
 	}
 	if r.cfg.Policy == PolicyFastest {
-		return r.commit(fastest, fastP, req, r.meets(fastP, req)), nil
+		return r.commit(now, fastest, fastP, req, r.meets(fastP, req)), nil
 	}
 	if best >= 0 {
-		return r.commit(best, bestP, req, true), nil
+		return r.commit(now, best, bestP, req, true), nil
 	}
 	if req.Priority == backends.Sheddable {
 		ra := minWait
@@ -140,7 +141,7 @@ func (r *Router) Place(now time.Time, req *backends.Request, m *backends.Model, 
 		}
 		return Decision{}, &ShedError{RetryAfter: ra}
 	}
-	return r.commit(fastest, fastP, req, false), nil
+	return r.commit(now, fastest, fastP, req, false), nil
 }
 
 // roundRobin takes the first available backend at or after the model's cursor.
@@ -152,20 +153,29 @@ func (r *Router) roundRobin(now time.Time, req *backends.Request, m *backends.Mo
 		if i == exclude || !r.available(t, now) {
 			continue
 		}
-		p := r.pred.Predict(req, m, t.desc, t.load)
+		p := r.pred.Predict(req, m, t.desc, t.loadAt(now))
 		if p.Busy == infeasible().Busy {
 			continue
 		}
 		mt.rr = (mt.rr + k + 1) % n
-		return r.commit(i, p, req, r.meets(p, req)), nil
+		return r.commit(now, i, p, req, r.meets(p, req)), nil
 	}
 	return Decision{}, backends.ErrNoBackend
 }
 
-func (r *Router) commit(i int, p Prediction, req *backends.Request, meets bool) Decision {
+func (r *Router) commit(now time.Time, i int, p Prediction, req *backends.Request, meets bool) Decision {
 	t := &r.targets[i]
 	c := charge(req, p)
+	if c.Seqs > 0 && t.desc.Profile.LLM != nil {
+		// The prompt joins the prefill pipeline behind those placed before it.
+		lm := t.desc.Profile.LLM
+		if t.prefillFree.Before(now) {
+			t.prefillFree = now
+		}
+		t.prefillFree = t.prefillFree.Add(lm.PrefillTime(req.EstInputTokens) + lm.DecodeStep(t.load.Seqs+c.Seqs))
+	}
 	t.load.Seqs += c.Seqs
+	t.load.PromptTokens += c.PromptTokens
 	t.load.BatchWork += c.BatchWork
 	t.load.InFlight += c.InFlight
 	return Decision{Index: i, Backend: t.desc, Prediction: p, MeetsSLO: meets, charged: c}
@@ -180,6 +190,10 @@ func (r *Router) Done(now time.Time, d Decision, err error) {
 	}
 	t := &r.targets[d.Index]
 	t.load.Seqs -= d.charged.Seqs
+	t.load.PromptTokens -= d.charged.PromptTokens
+	if t.load.Seqs == 0 && t.prefillFree.After(now) {
+		t.prefillFree = now // nothing left: no prompt can still be waiting
+	}
 	t.load.BatchWork -= d.charged.BatchWork
 	t.load.InFlight -= d.charged.InFlight
 	switch {
@@ -206,6 +220,15 @@ func (r *Router) Load(i int) Load { return r.targets[i].load }
 
 // Len is the number of backends.
 func (r *Router) Len() int { return len(r.targets) }
+
+// loadAt is the target's books with the prefill backlog as seen at now.
+func (t *target) loadAt(now time.Time) Load {
+	l := t.load
+	if t.prefillFree.After(now) {
+		l.PrefillBacklog = t.prefillFree.Sub(now)
+	}
+	return l
+}
 
 func (r *Router) available(t *target, now time.Time) bool {
 	return !t.down && !now.Before(t.ejectedUntil)

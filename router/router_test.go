@@ -289,3 +289,36 @@ func contains(s, sub string) bool {
 	}
 	return false
 }
+
+func TestPrefillBacklogAndStall(t *testing.T) {
+	p := llmProfile("x", 1, 10, 100) // prefill 3 ms + 20 ms per 1k tokens
+	d := desc("x", p, 0)
+	r := newRouter(t, Config{}, d)
+	req := chat(backends.Standard, time.Second, true)
+	req.EstInputTokens = 1000 // 23 ms of prefill
+	first, _ := r.Place(t0, req, llmModel, -1)
+	if first.Prediction.Wait != 0 {
+		t.Fatalf("first prompt waits %v, want 0", first.Prediction.Wait)
+	}
+	// Placed at the same instant, the second prompt queues behind the first's
+	// prefill (23 ms) and one decode step (10.1 ms), and its decode is
+	// stalled by the first prompt's prefill spread over its 100 tokens.
+	second, _ := r.Place(t0, req, llmModel, -1)
+	if want := 23*time.Millisecond + 10100*time.Microsecond; second.Prediction.Wait != want {
+		t.Fatalf("second prompt waits %v, want %v", second.Prediction.Wait, want)
+	}
+	if want := p.LLM.DecodeStep(2) + 23*time.Millisecond/100; second.Prediction.TPOT != want {
+		t.Fatalf("TPOT %v, want %v (decode step + stall)", second.Prediction.TPOT, want)
+	}
+	// Later, the backlog has drained.
+	third, _ := r.Place(t0.Add(time.Second), req, llmModel, -1)
+	if third.Prediction.Wait != 0 {
+		t.Fatalf("after a second the backlog should be gone, wait %v", third.Prediction.Wait)
+	}
+	for _, dd := range []Decision{first, second, third} {
+		r.Done(t0.Add(2*time.Second), dd, nil)
+	}
+	if l := r.Load(0); l.Seqs != 0 || l.PromptTokens != 0 {
+		t.Fatalf("books not released: %+v", l)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -275,7 +276,7 @@ func TestEmbeddings(t *testing.T) {
 			t.Errorf("vector %d: dim %d norm %v", i, len(v), norm(v))
 		}
 	}
-	if !equalVec(res.Embeddings[0], res.Embeddings[3]) || equalVec(res.Embeddings[0], res.Embeddings[1]) {
+	if !slices.Equal(res.Embeddings[0], res.Embeddings[3]) || slices.Equal(res.Embeddings[0], res.Embeddings[1]) {
 		t.Error("same input must give the same vector, different inputs different ones")
 	}
 	if res.Usage != (backends.Usage{PromptTokens: tokens, TotalTokens: tokens}) {
@@ -288,7 +289,7 @@ func TestEmbeddings(t *testing.T) {
 		t.Errorf("total %v, want %v", res.Timing.Total, want)
 	}
 	again, _ := do(t, b, clk, &backends.Request{Op: backends.OpEmbedding, Inputs: inputs[:1]}, embedModel, nil)
-	if !equalVec(again.Embeddings[0], res.Embeddings[0]) {
+	if !slices.Equal(again.Embeddings[0], res.Embeddings[0]) {
 		t.Error("embedding not deterministic across calls")
 	}
 
@@ -311,18 +312,6 @@ func TestEmbeddings(t *testing.T) {
 	if math.Abs(rs[0].CostUSD-2*rs[2].CostUSD) > 1e-15 {
 		t.Errorf("costs %v, %v: want split by items", rs[0].CostUSD, rs[2].CostUSD)
 	}
-}
-
-func equalVec(a, b []float32) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func TestTensor(t *testing.T) {

@@ -7,6 +7,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/accelgate/accelgate/backends"
+	"github.com/accelgate/accelgate/internal/jsonw"
 )
 
 // EncodeInferResponse appends r's JSON to dst and then the binary section of
@@ -17,20 +18,20 @@ import (
 func EncodeInferResponse(dst []byte, r *InferResponse) (body []byte, jsonLen int) {
 	start := len(dst)
 	b := append(dst, `{"model_name":`...)
-	b = appendString(b, r.ModelName)
+	b = jsonw.AppendString(b, r.ModelName)
 	if r.ModelVersion != "" {
 		b = append(b, `,"model_version":`...)
-		b = appendString(b, r.ModelVersion)
+		b = jsonw.AppendString(b, r.ModelVersion)
 	}
 	if r.ID != "" {
 		b = append(b, `,"id":`...)
-		b = appendString(b, r.ID)
+		b = jsonw.AppendString(b, r.ID)
 	}
 	if r.Backend != "" {
 		b = append(b, `,"parameters":{"accelgate_backend":`...)
-		b = appendString(b, r.Backend)
+		b = jsonw.AppendString(b, r.Backend)
 		b = append(b, `,"accelgate_hardware":`...)
-		b = appendString(b, r.Hardware)
+		b = jsonw.AppendString(b, r.Hardware)
 		b = append(b, `,"accelgate_cost_usd":`...)
 		b = AppendUSD(b, r.CostUSD)
 		b = append(b, '}')
@@ -71,7 +72,7 @@ func EncodeInferRequest(dst []byte, r *InferRequest, binaryInputs bool) (body []
 	b := append(dst, '{')
 	if r.ID != "" {
 		b = append(b, `"id":`...)
-		b = appendString(b, r.ID)
+		b = jsonw.AppendString(b, r.ID)
 		b = append(b, ',')
 	}
 	p := &r.Params
@@ -87,7 +88,7 @@ func EncodeInferRequest(dst []byte, r *InferRequest, binaryInputs bool) (body []
 		if p.HasSLO {
 			sep()
 			b = append(b, `"slo_ms":`...)
-			b = appendFloat(b, p.SLOms, 64)
+			b = jsonw.AppendFloat(b, p.SLOms, 64)
 		}
 		if p.HasPriority {
 			sep()
@@ -124,7 +125,7 @@ func EncodeInferRequest(dst []byte, r *InferRequest, binaryInputs bool) (body []
 				b = append(b, ',')
 			}
 			b = append(b, `{"name":`...)
-			b = appendString(b, o.Name)
+			b = jsonw.AppendString(b, o.Name)
 			if o.Binary {
 				b = append(b, `,"parameters":{"binary_data":true}`...)
 			} else {
@@ -188,7 +189,7 @@ func NeedsBinary(t *backends.Tensor) bool {
 // flat data or the binary_data_size parameter.
 func appendTensorJSON(b []byte, t *backends.Tensor, bin bool) []byte {
 	b = append(b, `{"name":`...)
-	b = appendString(b, t.Name)
+	b = jsonw.AppendString(b, t.Name)
 	b = append(b, `,"datatype":"`...)
 	b = append(b, t.Datatype.String()...)
 	b = append(b, `","shape":[`...)
@@ -280,14 +281,14 @@ func appendData(b []byte, t *backends.Tensor) []byte {
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = appendFloat(b, float64(math.Float32frombits(le.Uint32(d[i:]))), 32)
+			b = jsonw.AppendFloat(b, float64(math.Float32frombits(le.Uint32(d[i:]))), 32)
 		}
 	case backends.FP64:
 		for i := 0; i+8 <= len(d); i += 8 {
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = appendFloat(b, math.Float64frombits(le.Uint64(d[i:])), 64)
+			b = jsonw.AppendFloat(b, math.Float64frombits(le.Uint64(d[i:])), 64)
 		}
 	case backends.BYTES:
 		for n := 0; len(d) >= 4; n++ {
@@ -299,95 +300,13 @@ func appendData(b []byte, t *backends.Tensor) []byte {
 			if n > 0 {
 				b = append(b, ',')
 			}
-			b = appendBytesString(b, d[:l])
+			b = jsonw.AppendString(b, d[:l])
 			d = d[l:]
 		}
 	}
 	return b
 }
 
-// appendFloat appends a finite float in the shortest form that round-trips
-// (non-finite values never reach here: NeedsBinary sends them binary).
-func appendFloat(b []byte, f float64, bits int) []byte {
-	if math.IsNaN(f) || math.IsInf(f, 0) {
-		return append(b, '0')
-	}
-	return strconv.AppendFloat(b, f, 'g', -1, bits)
-}
-
 // AppendUSD appends a cost in USD with ten decimals (no exponent), as the
 // x-accelgate-cost-usd header carries it.
-func AppendUSD(b []byte, usd float64) []byte {
-	if math.IsNaN(usd) || math.IsInf(usd, 0) || usd < 0 {
-		usd = 0
-	}
-	return strconv.AppendFloat(b, usd, 'f', 10, 64)
-}
-
-const hexDigits = "0123456789abcdef"
-
-// appendString appends s as a JSON string.
-func appendString(b []byte, s string) []byte {
-	return appendJSONString(b, s)
-}
-
-func appendBytesString(b []byte, s []byte) []byte {
-	return appendJSONString(b, s)
-}
-
-// appendJSONString escapes as encoding/json does (without HTML escaping);
-// invalid UTF-8 becomes U+FFFD.
-func appendJSONString[S string | []byte](b []byte, s S) []byte {
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		var r rune
-		var size int
-		switch x := any(s[i:]).(type) {
-		case string:
-			r, size = utf8.DecodeRuneInString(x)
-		case []byte:
-			r, size = utf8.DecodeRune(x)
-		}
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			b = append(b, s[start:i]...)
-			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
-}
+func AppendUSD(b []byte, usd float64) []byte { return jsonw.AppendUSD(b, usd) }

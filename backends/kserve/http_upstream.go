@@ -2,30 +2,27 @@ package kserve
 
 import (
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/valyala/fasthttp"
 
 	"github.com/accelgate/accelgate/backends"
+	"github.com/accelgate/accelgate/internal/httpconn"
 )
 
 // Defaults for the zero values of HTTPConfig.
 const (
-	DefaultMaxConns    = 512
-	DefaultDialTimeout = 3 * time.Second
+	DefaultMaxConns    = httpconn.DefaultMaxConns
+	DefaultDialTimeout = httpconn.DefaultDialTimeout
 )
 
 const (
@@ -34,9 +31,6 @@ const (
 	// maxErrorText bounds the raw text kept as an error message.
 	maxErrorText = 1 << 10
 )
-
-// aLongTimeAgo is a deadline in the past: setting it interrupts blocked I/O.
-var aLongTimeAgo = time.Unix(1, 0)
 
 // HTTPConfig is how to reach a KServe v2 HTTP server.
 type HTTPConfig struct {
@@ -56,7 +50,7 @@ type HTTPConfig struct {
 // KServe, MLServer, accelgate's emulator). It is safe for concurrent use.
 type HTTPBackend struct {
 	desc *backends.Descriptor
-	pool *connPool
+	pool *httpconn.Pool
 	host string // Host header
 	base string // URL path prefix, without a trailing slash
 
@@ -75,59 +69,15 @@ func NewHTTP(desc *backends.Descriptor, cfg HTTPConfig) (*HTTPBackend, error) {
 	if desc == nil {
 		return nil, errors.New("kserve: nil descriptor")
 	}
-	fail := func(format string, a ...any) error {
-		return fmt.Errorf("kserve %s: url %q: %s", desc.Name, cfg.URL, fmt.Sprintf(format, a...))
-	}
-	raw := strings.TrimSpace(cfg.URL)
-	if raw == "" {
-		return nil, fail("missing")
-	}
-	u, err := url.Parse(raw)
+	ep, err := httpconn.ParseEndpoint(cfg.URL, "/v2")
 	if err != nil {
-		return nil, fail("%v", err)
-	}
-	scheme := strings.ToLower(u.Scheme)
-	if scheme != "http" && scheme != "https" {
-		if u.Scheme == "" {
-			return nil, fail("no scheme (want http:// or https://)")
-		}
-		return nil, fail("scheme %q is not http or https", u.Scheme)
-	}
-	if u.Hostname() == "" {
-		return nil, fail("no host")
-	}
-	if u.RawQuery != "" || u.Fragment != "" {
-		return nil, fail("must not have a query or a fragment")
-	}
-	if u.User != nil {
-		return nil, fail("credentials in the URL are not supported")
-	}
-	port := u.Port()
-	if port == "" {
-		port = "80"
-		if scheme == "https" {
-			port = "443"
-		}
-	}
-	base := strings.TrimRight(u.EscapedPath(), "/")
-	base = strings.TrimSuffix(base, "/v2")
-	var tlsConfig *tls.Config
-	if scheme == "https" {
-		tlsConfig = &tls.Config{ServerName: u.Hostname(), NextProtos: []string{"http/1.1"}}
-	}
-	maxConns := cfg.MaxConns
-	if maxConns <= 0 {
-		maxConns = DefaultMaxConns
-	}
-	dialTimeout := cfg.DialTimeout
-	if dialTimeout <= 0 {
-		dialTimeout = DefaultDialTimeout
+		return nil, fmt.Errorf("kserve %s: url %q: %v", desc.Name, cfg.URL, err)
 	}
 	return &HTTPBackend{
 		desc: desc,
-		pool: newConnPool(net.JoinHostPort(u.Hostname(), port), tlsConfig, maxConns, dialTimeout),
-		host: u.Host,
-		base: base,
+		pool: httpconn.NewPool(ep.Addr, ep.TLS, cfg.MaxConns, cfg.DialTimeout),
+		host: ep.Host,
+		base: ep.BasePath,
 	}, nil
 }
 
@@ -138,7 +88,7 @@ func (b *HTTPBackend) Descriptor() *backends.Descriptor { return b.desc }
 // backends.ErrUnavailable; requests in flight finish, and their connections
 // are closed then.
 func (b *HTTPBackend) Close() error {
-	b.pool.close()
+	b.pool.Close()
 	return nil
 }
 
@@ -211,19 +161,19 @@ func (b *HTTPBackend) Do(ctx context.Context, req *backends.Request, _ *backends
 	status := resp.StatusCode()
 	if status < 200 || status > 299 {
 		ue := parseError(status, resp.Body())
-		c.finish(!resp.ConnectionClose())
+		c.Finish(!resp.ConnectionClose())
 		if status == http.StatusGatewayTimeout && ir.Params.HasTimeout {
 			// The server gave up at the deadline we sent it: ours.
 			return nil, fmt.Errorf("kserve %s: %w (the server answered %d: %s)", b.desc.Name, context.DeadlineExceeded, status, ue.Message)
 		}
-		return nil, fmt.Errorf("kserve %s: %w", b.desc.Name, classify(ue))
+		return nil, fmt.Errorf("kserve %s: %w", b.desc.Name, backends.ClassifyUpstreamError(ue))
 	}
 	rlen, err := ParseHeaderLength(resp.Header.Peek(HeaderInferenceHeaderContentLength))
 	var out *InferResponse
 	if err == nil {
 		out, err = DecodeInferResponse(resp.Body(), rlen) // copies what it keeps
 	}
-	c.finish(!resp.ConnectionClose())
+	c.Finish(!resp.ConnectionClose())
 	if err != nil {
 		// A malformed answer is the server's fault, not the client's: keep
 		// ErrBadRequest out of the chain.
@@ -232,8 +182,7 @@ func (b *HTTPBackend) Do(ctx context.Context, req *backends.Request, _ *backends
 	total := time.Since(start)
 	res := &backends.Result{Tensors: out.Outputs}
 	res.Timing.TTFT, res.Timing.Total = total, total
-	res.Timing.Busy = total / time.Duration(max(concurrency, 1))
-	res.CostUSD = b.desc.PricePerSecond() * res.Timing.Busy.Seconds()
+	res.Timing.Busy, res.CostUSD = backends.AttributeByConcurrency(b.desc, total, concurrency)
 	return res, nil
 }
 
@@ -253,10 +202,10 @@ func (b *HTTPBackend) ModelMetadata(ctx context.Context, model, version string) 
 	if err != nil {
 		return nil, err
 	}
-	defer c.finish(!resp.ConnectionClose())
+	defer c.Finish(!resp.ConnectionClose())
 	status := resp.StatusCode()
 	if status < 200 || status > 299 {
-		return nil, fmt.Errorf("kserve %s: %w", b.desc.Name, classify(parseError(status, resp.Body())))
+		return nil, fmt.Errorf("kserve %s: %w", b.desc.Name, backends.ClassifyUpstreamError(parseError(status, resp.Body())))
 	}
 	var md struct {
 		Name     string                `json:"name"`
@@ -271,92 +220,29 @@ func (b *HTTPBackend) ModelMetadata(ctx context.Context, model, version string) 
 	return &backends.ModelMetadata{Name: md.Name, Versions: md.Versions, Platform: md.Platform, Inputs: md.Inputs, Outputs: md.Outputs}, nil
 }
 
-// call is one request's hold on a connection, from the request's write to the
-// end of its response.
-type call struct {
-	b    *HTTPBackend
-	pc   *pconn
-	stop func() bool // stops the context watcher
-}
-
 // exchange writes the request on a pooled connection and reads the whole
-// response. A reused connection that turns out to be closed by the server
-// before any byte of the response came back is discarded and the request sent
-// again on another one: the server never saw it.
-func (b *HTTPBackend) exchange(ctx context.Context, hreq *fasthttp.Request, resp *fasthttp.Response) (*call, error) {
-	deadline, _ := ctx.Deadline()
-	for {
-		pc, reused, err := b.pool.get(ctx)
-		if err != nil {
-			return nil, b.ioError(ctx, deadline, err)
-		}
-		if !deadline.IsZero() {
-			_ = pc.nc.SetDeadline(deadline)
-		}
-		// When ctx ends, interrupt whatever I/O is blocked on the connection;
-		// the connection is then closed rather than reused (call.finish).
-		stop := context.AfterFunc(ctx, func() { _ = pc.nc.SetDeadline(aLongTimeAgo) })
-		c := &call{b: b, pc: pc, stop: stop}
-		err = hreq.Write(pc.bw)
-		if err == nil {
-			err = pc.bw.Flush()
-		}
-		if err == nil {
-			_, err = pc.br.Peek(1)
-		}
-		if err != nil {
-			c.finish(false)
-			if reused && ctx.Err() == nil && isStale(err) {
-				continue
-			}
-			return nil, b.ioError(ctx, deadline, err)
-		}
-		if err := resp.ReadLimitBody(pc.br, maxResponseBody); err != nil {
-			c.finish(false)
-			return nil, b.ioError(ctx, deadline, err)
-		}
-		return c, nil
+// response; see httpconn.Pool.Exchange.
+func (b *HTTPBackend) exchange(ctx context.Context, hreq *fasthttp.Request, resp *fasthttp.Response) (httpconn.Call, error) {
+	c, err := b.pool.Exchange(ctx, hreq, resp, maxResponseBody)
+	if err != nil {
+		deadline, _ := ctx.Deadline()
+		return c, b.ioError(ctx, deadline, err)
 	}
-}
-
-// finish ends the call: the connection goes back to the pool when reuse is
-// true and the context did not interrupt it, and is closed otherwise.
-func (c *call) finish(reuse bool) {
-	if !c.stop() {
-		reuse = false // the watcher ran (or runs): the connection is interrupted
-	}
-	c.b.pool.put(c.pc, reuse)
+	return c, nil
 }
 
 // ioError classifies a transport error: the context's own error when it ended
 // (or when the connection hit the context's deadline), ErrUnavailable
 // otherwise.
 func (b *HTTPBackend) ioError(ctx context.Context, deadline time.Time, err error) error {
-	if cerr := ctx.Err(); cerr != nil {
+	if cerr := httpconn.ContextError(ctx, deadline, err); cerr != nil {
 		return b.ctxError(cerr)
-	}
-	if !deadline.IsZero() && !time.Now().Before(deadline) && isTimeout(err) {
-		return b.ctxError(context.DeadlineExceeded)
 	}
 	return fmt.Errorf("kserve %s: %w: %w", b.desc.Name, backends.ErrUnavailable, err)
 }
 
 func (b *HTTPBackend) ctxError(err error) error {
 	return fmt.Errorf("kserve %s: %w", b.desc.Name, err)
-}
-
-func isTimeout(err error) bool {
-	var ne net.Error
-	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, fasthttp.ErrTimeout) ||
-		(errors.As(err, &ne) && ne.Timeout())
-}
-
-// isStale reports whether err is what a connection the server closed while it
-// sat idle produces on the first write or read.
-func isStale(err error) bool {
-	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
-		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) ||
-		errors.Is(err, syscall.ECONNABORTED)
 }
 
 // parseError builds the error for a server's answer with a non-2xx status:
@@ -388,20 +274,6 @@ func parseError(status int, body []byte) *backends.UpstreamError {
 	}
 	if ue.Message == "" {
 		ue.Message = http.StatusText(status)
-	}
-	return ue
-}
-
-// classify wraps an error answer with the sentinel its status maps to: 429 →
-// ErrShed, 5xx and statuses that say nothing about the request (401, 403,
-// 408, non-error codes) → ErrUnavailable; other 4xx stay the client's mistake.
-func classify(ue *backends.UpstreamError) error {
-	switch {
-	case ue.Status == http.StatusTooManyRequests:
-		return fmt.Errorf("%w: %w", backends.ErrShed, ue)
-	case ue.Status >= 500, ue.Status == http.StatusUnauthorized, ue.Status == http.StatusForbidden,
-		ue.Status == http.StatusRequestTimeout, ue.Status < 400:
-		return fmt.Errorf("%w: %w", backends.ErrUnavailable, ue)
 	}
 	return ue
 }

@@ -1,15 +1,11 @@
 package kserve_test
 
 import (
-	"bufio"
 	"context"
 	"encoding/binary"
 	"errors"
 	"math"
 	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -18,6 +14,7 @@ import (
 	"github.com/accelgate/accelgate/backends"
 	"github.com/accelgate/accelgate/backends/kserve"
 	"github.com/accelgate/accelgate/gateway"
+	"github.com/accelgate/accelgate/internal/testutil"
 	"github.com/accelgate/accelgate/router"
 )
 
@@ -302,32 +299,7 @@ func TestHTTPEmulatorProcess(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs cmd/emulator")
 	}
-	bin := filepath.Join(t.TempDir(), "emulator")
-	build := exec.Command("go", "build", "-o", bin, "github.com/accelgate/accelgate/cmd/emulator")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, "-profile", "l4", "-models", "resnet-50", "-http-addr", "127.0.0.1:0")
-	cmd.Stderr = os.Stderr
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Wait()
-	defer cmd.Process.Signal(os.Interrupt)
-	line, err := bufio.NewReader(stdout).ReadString('\n')
-	if err != nil {
-		t.Fatalf("reading the emulator's address: %v", err)
-	}
-	addr, ok := strings.CutPrefix(strings.Fields(line)[0], "http=")
-	if !ok {
-		t.Fatalf("first line %q", line)
-	}
+	addr, _ := testutil.StartEmulator(t, "-profile", "l4", "-models", "resnet-50", "-http-addr", "127.0.0.1:0")
 	b, err := kserve.NewHTTP(&backends.Descriptor{Name: "emu", PricePerHour: 0.8, Models: []string{"resnet-50"}}, kserve.HTTPConfig{URL: "http://" + addr})
 	if err != nil {
 		t.Fatal(err)

@@ -72,7 +72,7 @@ func TestHTTPWireAndReuse(t *testing.T) {
 	if n := conns.Load(); n != 1 {
 		t.Fatalf("%d connections for 3 sequential requests", n)
 	}
-	if b.pool.idleCount() != 1 {
-		t.Fatalf("%d idle connections", b.pool.idleCount())
+	if b.pool.IdleCount() != 1 {
+		t.Fatalf("%d idle connections", b.pool.IdleCount())
 	}
 }

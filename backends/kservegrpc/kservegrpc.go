@@ -160,8 +160,8 @@ func (b *Backend) Do(ctx context.Context, req *backends.Request, model *backends
 	}
 	total := time.Since(start)
 	res := &backends.Result{Tensors: outs}
-	res.Timing = backends.Timing{TTFT: total, Total: total, Busy: total / time.Duration(max(concurrency, 1))}
-	res.CostUSD = b.desc.PricePerSecond() * res.Timing.Busy.Seconds()
+	res.Timing = backends.Timing{TTFT: total, Total: total}
+	res.Timing.Busy, res.CostUSD = backends.AttributeByConcurrency(b.desc, total, concurrency)
 	if math.IsNaN(res.CostUSD) || res.CostUSD < 0 {
 		res.CostUSD = 0
 	}

@@ -1,54 +1,14 @@
 package kservegrpc_test
 
 import (
-	"bufio"
 	"errors"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/accelgate/accelgate/backends"
 	"github.com/accelgate/accelgate/backends/catalog"
 	"github.com/accelgate/accelgate/backends/kservegrpc"
+	"github.com/accelgate/accelgate/internal/testutil"
 )
-
-// startEmulator builds cmd/emulator and runs it as a separate process serving
-// resnet-50 on an L4 over HTTP and gRPC; it returns the gRPC address from the
-// first output line ("http=HOST:PORT grpc=HOST:PORT").
-func startEmulator(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "emulator")
-	build := exec.Command("go", "build", "-o", bin, "github.com/accelgate/accelgate/cmd/emulator")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building the emulator: %v\n%s", err, out)
-	}
-	cmd := exec.Command(bin, "-profile", "l4", "-models", "resnet-50", "-http-addr", "127.0.0.1:0", "-grpc-addr", "127.0.0.1:0", "-jitter", "0")
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	line, err := bufio.NewReader(stdout).ReadString('\n')
-	if err != nil {
-		t.Fatalf("reading the emulator's first line: %v", err)
-	}
-	addrs := map[string]string{}
-	for _, w := range strings.Fields(line) {
-		if k, v, ok := strings.Cut(w, "="); ok {
-			addrs[k] = v
-		}
-	}
-	if addrs["http"] == "" || addrs["grpc"] == "" {
-		t.Fatalf("first line %q does not name http=HOST:PORT grpc=HOST:PORT", line)
-	}
-	return addrs["grpc"]
-}
 
 // TestEmulatorProcessOverGRPC drives a separate cmd/emulator process through
 // the kserve-grpc transport: metadata, a batch of two, and errors.
@@ -56,7 +16,10 @@ func TestEmulatorProcessOverGRPC(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and starts a process")
 	}
-	addr := startEmulator(t)
+	_, addr := testutil.StartEmulator(t, "-profile", "l4", "-models", "resnet-50", "-http-addr", "127.0.0.1:0", "-grpc-addr", "127.0.0.1:0", "-jitter", "0")
+	if addr == "" {
+		t.Fatal("the emulator serves no gRPC")
+	}
 	prof, _ := catalog.Default().Get("l4")
 	desc := &backends.Descriptor{Name: "remote-l4", Profile: prof, Models: []string{"resnet-50"}, Transport: "kserve-grpc", PricePerHour: prof.PricePerHour}
 	b, err := kservegrpc.New(desc, kservegrpc.Config{Target: addr})

@@ -3,7 +3,6 @@ package upstream
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -89,19 +88,6 @@ func truncate(b []byte, n int) []byte {
 		return b[:n]
 	}
 	return b
-}
-
-// classify wraps an upstream error answer with the sentinel its status maps to
-// (see the package doc).
-func classify(ue *backends.UpstreamError) error {
-	switch {
-	case ue.Status == http.StatusTooManyRequests:
-		return fmt.Errorf("%w: %w", backends.ErrShed, ue)
-	case ue.Status >= 500, ue.Status == http.StatusUnauthorized, ue.Status == http.StatusForbidden,
-		ue.Status == http.StatusRequestTimeout, ue.Status < 400:
-		return fmt.Errorf("%w: %w", backends.ErrUnavailable, ue)
-	}
-	return ue
 }
 
 // streamError returns the error carried by a stream event whose top-level

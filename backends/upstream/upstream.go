@@ -3,27 +3,23 @@ package upstream
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net"
-	"net/url"
-	"strings"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/valyala/fasthttp"
 
 	"github.com/accelgate/accelgate/backends"
+	"github.com/accelgate/accelgate/internal/httpconn"
 )
 
 // Defaults for the zero values of Config.
 const (
-	DefaultMaxConns    = 512
-	DefaultDialTimeout = 3 * time.Second
+	DefaultMaxConns    = httpconn.DefaultMaxConns
+	DefaultDialTimeout = httpconn.DefaultDialTimeout
 )
 
 const (
@@ -38,9 +34,6 @@ const (
 	drainTimeout = 100 * time.Millisecond
 	maxDrain     = 64 << 10
 )
-
-// aLongTimeAgo is a deadline in the past: setting it interrupts blocked I/O.
-var aLongTimeAgo = time.Unix(1, 0)
 
 // Config is how to reach an OpenAI-compatible upstream.
 type Config struct {
@@ -62,7 +55,7 @@ type Config struct {
 // concurrent use.
 type Backend struct {
 	desc     *backends.Descriptor
-	pool     *connPool
+	pool     *httpconn.Pool
 	host     string // Host header
 	chatPath string
 	complete string
@@ -81,62 +74,21 @@ func New(desc *backends.Descriptor, cfg Config) (*Backend, error) {
 	if desc == nil {
 		return nil, errors.New("upstream: nil descriptor")
 	}
-	fail := func(format string, a ...any) error {
-		return fmt.Errorf("upstream %s: url %q: %s", desc.Name, cfg.URL, fmt.Sprintf(format, a...))
-	}
-	raw := strings.TrimSpace(cfg.URL)
-	if raw == "" {
-		return nil, fail("missing")
-	}
-	u, err := url.Parse(raw)
+	ep, err := httpconn.ParseEndpoint(cfg.URL, "/v1")
 	if err != nil {
-		return nil, fail("%v", err)
-	}
-	scheme := strings.ToLower(u.Scheme)
-	if scheme != "http" && scheme != "https" {
-		if u.Scheme == "" {
-			return nil, fail("no scheme (want http:// or https://)")
+		hint := ""
+		if errors.Is(err, httpconn.ErrCredentials) {
+			hint = "; use the API key"
 		}
-		return nil, fail("scheme %q is not http or https", u.Scheme)
-	}
-	if u.Hostname() == "" {
-		return nil, fail("no host")
-	}
-	if u.RawQuery != "" || u.Fragment != "" {
-		return nil, fail("must not have a query or a fragment")
-	}
-	if u.User != nil {
-		return nil, fail("credentials in the URL are not supported; use the API key")
-	}
-	port := u.Port()
-	if port == "" {
-		port = "80"
-		if scheme == "https" {
-			port = "443"
-		}
-	}
-	base := strings.TrimRight(u.EscapedPath(), "/")
-	base = strings.TrimSuffix(base, "/v1")
-
-	var tlsConfig *tls.Config
-	if scheme == "https" {
-		tlsConfig = &tls.Config{ServerName: u.Hostname(), NextProtos: []string{"http/1.1"}}
-	}
-	maxConns := cfg.MaxConns
-	if maxConns <= 0 {
-		maxConns = DefaultMaxConns
-	}
-	dialTimeout := cfg.DialTimeout
-	if dialTimeout <= 0 {
-		dialTimeout = DefaultDialTimeout
+		return nil, fmt.Errorf("upstream %s: url %q: %v%s", desc.Name, cfg.URL, err, hint)
 	}
 	b := &Backend{
 		desc:     desc,
-		pool:     newConnPool(net.JoinHostPort(u.Hostname(), port), tlsConfig, maxConns, dialTimeout),
-		host:     u.Host,
-		chatPath: base + "/v1/chat/completions",
-		complete: base + "/v1/completions",
-		embed:    base + "/v1/embeddings",
+		pool:     httpconn.NewPool(ep.Addr, ep.TLS, cfg.MaxConns, cfg.DialTimeout),
+		host:     ep.Host,
+		chatPath: ep.BasePath + "/v1/chat/completions",
+		complete: ep.BasePath + "/v1/completions",
+		embed:    ep.BasePath + "/v1/embeddings",
 	}
 	if cfg.APIKey != "" {
 		b.auth = "Bearer " + cfg.APIKey
@@ -151,7 +103,7 @@ func (b *Backend) Descriptor() *backends.Descriptor { return b.desc }
 // backends.ErrUnavailable; requests in flight finish, and their connections
 // are closed then.
 func (b *Backend) Close() error {
-	b.pool.close()
+	b.pool.Close()
 	return nil
 }
 
@@ -222,70 +174,29 @@ func (b *Backend) Do(ctx context.Context, req *backends.Request, model *backends
 	if err != nil {
 		return nil, err
 	}
-	res.Timing.Busy = res.Timing.Total / time.Duration(max(concurrency, 1))
-	res.CostUSD = b.desc.PricePerSecond() * res.Timing.Busy.Seconds()
+	res.Timing.Busy, res.CostUSD = backends.AttributeByConcurrency(b.desc, res.Timing.Total, concurrency)
 	return res, nil
 }
 
 // call is one request's hold on a connection, from the request's write to the
 // end of its response.
 type call struct {
+	httpconn.Call
 	b        *Backend
 	ctx      context.Context
-	pc       *pconn
-	stop     func() bool // stops the context watcher
-	deadline time.Time   // zero when ctx has none
+	deadline time.Time // zero when ctx has none
 }
 
 // exchange writes the request on a pooled connection and reads the response
-// header (and, for a non-streaming request, the body). A reused connection that
-// turns out to be closed by the server before any byte of the response came
-// back is discarded and the request sent again on another one: the server
-// never saw it.
+// header (and, for a non-streaming request, the body); see
+// httpconn.Pool.Exchange.
 func (b *Backend) exchange(ctx context.Context, hreq *fasthttp.Request, resp *fasthttp.Response) (*call, error) {
 	deadline, _ := ctx.Deadline()
-	for {
-		pc, reused, err := b.pool.get(ctx)
-		if err != nil {
-			return nil, b.ioError(ctx, deadline, err)
-		}
-		if !deadline.IsZero() {
-			_ = pc.nc.SetDeadline(deadline)
-		}
-		// When ctx ends, interrupt whatever I/O is blocked on the connection;
-		// the connection is then closed rather than reused (call.finish).
-		stop := context.AfterFunc(ctx, func() { _ = pc.nc.SetDeadline(aLongTimeAgo) })
-		c := &call{b: b, ctx: ctx, pc: pc, stop: stop, deadline: deadline}
-
-		err = hreq.Write(pc.bw)
-		if err == nil {
-			err = pc.bw.Flush()
-		}
-		if err == nil {
-			_, err = pc.br.Peek(1)
-		}
-		if err != nil {
-			c.finish(false)
-			if reused && ctx.Err() == nil && isStale(err) {
-				continue
-			}
-			return nil, b.ioError(ctx, deadline, err)
-		}
-		if err := resp.ReadLimitBody(pc.br, maxResponseBody); err != nil {
-			c.finish(false)
-			return nil, b.ioError(ctx, deadline, err)
-		}
-		return c, nil
+	hc, err := b.pool.Exchange(ctx, hreq, resp, maxResponseBody)
+	if err != nil {
+		return nil, b.ioError(ctx, deadline, err)
 	}
-}
-
-// finish ends the call: the connection goes back to the pool when reuse is
-// true and the context did not interrupt it, and is closed otherwise.
-func (c *call) finish(reuse bool) {
-	if !c.stop() {
-		reuse = false // the watcher ran (or runs): the connection is interrupted
-	}
-	c.b.pool.put(c.pc, reuse)
+	return &call{Call: hc, b: b, ctx: ctx, deadline: deadline}, nil
 }
 
 // readWhole handles a non-streaming response, whose body ReadLimitBody read.
@@ -294,15 +205,15 @@ func (c *call) readWhole(resp *fasthttp.Response, start time.Time) (*backends.Re
 	status := resp.StatusCode()
 	body := resp.Body()
 	if status < 200 || status > 299 {
-		err := classify(parseUpstreamError(status, body))
-		c.finish(reuse)
+		err := backends.ClassifyUpstreamError(parseUpstreamError(status, body))
+		c.Finish(reuse)
 		return nil, err
 	}
 	res := &backends.Result{Raw: append([]byte{}, body...)}
 	if u, ok := lastUsage(res.Raw); ok {
 		res.Usage = u
 	}
-	c.finish(reuse)
+	c.Finish(reuse)
 	total := time.Since(start)
 	res.Timing.TTFT, res.Timing.Total = total, total
 	return res, nil
@@ -320,21 +231,21 @@ func (c *call) readStream(resp *fasthttp.Response, start time.Time, dropUsage bo
 			body, err = io.ReadAll(io.LimitReader(bs, maxErrorBody))
 		}
 		_ = resp.CloseBodyStream()
-		c.finish(false)
+		c.Finish(false)
 		if err != nil && c.ctx.Err() != nil {
 			return nil, b.ctxError(c.ctx.Err())
 		}
-		return nil, classify(parseUpstreamError(status, body))
+		return nil, backends.ClassifyUpstreamError(parseUpstreamError(status, body))
 	}
 	if bs == nil {
-		c.finish(false)
+		c.Finish(false)
 		return nil, fmt.Errorf("upstream %s: %w: a stream response without a body", b.desc.Name, backends.ErrUnavailable)
 	}
 	sr := acquireSSEReader(bs)
 	defer releaseSSEReader(sr)
 	fail := func(err error) (*backends.Result, error) {
 		_ = resp.CloseBodyStream()
-		c.finish(false)
+		c.Finish(false)
 		return nil, err
 	}
 
@@ -386,7 +297,7 @@ func (c *call) readStream(resp *fasthttp.Response, start time.Time, dropUsage bo
 	reuse := !done || c.drain(sr)
 	reuse = reuse && !resp.ConnectionClose() && resp.Header.ContentLength() != -2
 	_ = resp.CloseBodyStream()
-	c.finish(reuse)
+	c.Finish(reuse)
 	res.Timing.Total = time.Since(start)
 	if res.Timing.TTFT == 0 {
 		res.Timing.TTFT = res.Timing.Total
@@ -401,7 +312,7 @@ func (c *call) drain(sr *sseReader) bool {
 	if !c.deadline.IsZero() && c.deadline.Before(dl) {
 		dl = c.deadline
 	}
-	if c.pc.nc.SetReadDeadline(dl) != nil {
+	if c.SetReadDeadline(dl) != nil {
 		return false
 	}
 	var buf [512]byte
@@ -422,31 +333,14 @@ func (c *call) drain(sr *sseReader) bool {
 // (or when the connection hit the context's deadline), ErrUnavailable
 // otherwise.
 func (b *Backend) ioError(ctx context.Context, deadline time.Time, err error) error {
-	if cerr := ctx.Err(); cerr != nil {
+	if cerr := httpconn.ContextError(ctx, deadline, err); cerr != nil {
 		return b.ctxError(cerr)
-	}
-	if !deadline.IsZero() && !time.Now().Before(deadline) && isTimeout(err) {
-		return b.ctxError(context.DeadlineExceeded)
 	}
 	return fmt.Errorf("upstream %s: %w: %w", b.desc.Name, backends.ErrUnavailable, err)
 }
 
 func (b *Backend) ctxError(err error) error {
 	return fmt.Errorf("upstream %s: %w", b.desc.Name, err)
-}
-
-func isTimeout(err error) bool {
-	var ne net.Error
-	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, fasthttp.ErrTimeout) ||
-		(errors.As(err, &ne) && ne.Timeout())
-}
-
-// isStale reports whether err is what a connection the server closed while it
-// sat idle produces on the first write or read.
-func isStale(err error) bool {
-	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
-		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) ||
-		errors.Is(err, syscall.ECONNABORTED)
 }
 
 type usageJSON struct {

@@ -497,7 +497,7 @@ func TestClientGoneMidStream(t *testing.T) {
 	if !<-closed {
 		t.Error("the upstream did not see the connection close")
 	}
-	if b.pool.idleCount() != 0 {
+	if b.pool.IdleCount() != 0 {
 		t.Error("the abandoned connection went back to the pool")
 	}
 }
@@ -607,7 +607,7 @@ func TestKeepAlive(t *testing.T) {
 			t.Fatalf("requests came from %v: want one reused connection", remotes)
 		}
 	}
-	if n := b.pool.idleCount(); n != 1 {
+	if n := b.pool.IdleCount(); n != 1 {
 		t.Errorf("%d idle connections, want 1", n)
 	}
 }

@@ -12,30 +12,23 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 
 	"google.golang.org/grpc"
 
 	"github.com/accelgate/accelgate/backends/catalog"
 	"github.com/accelgate/accelgate/backends/fleet"
 	"github.com/accelgate/accelgate/gateway"
+	"github.com/accelgate/accelgate/internal/cli"
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stdout); err != nil {
-		fmt.Fprintln(os.Stderr, "emulator:", err)
-		os.Exit(1)
-	}
+	cli.Main("emulator", func(ctx context.Context) error { return run(ctx, os.Args[1:], os.Stdout) })
 }
 
 func run(ctx context.Context, args []string, out io.Writer) error {
@@ -122,25 +115,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	} else {
 		fmt.Fprintf(out, "http=%s\n", ln.Addr())
 	}
-	errc := make(chan error, 2)
-	go func() { errc <- srv.Serve(ln) }()
-	if gsrv != nil {
-		go func() { errc <- gsrv.Serve(gln) }()
-	}
-	select {
-	case err = <-errc:
-	case <-ctx.Done():
-	}
-	if gsrv != nil {
-		gateway.StopGRPC(gsrv, gateway.DefaultGRPCStopTimeout)
-	}
-	if serr := srv.Shutdown(); serr != nil && !errors.Is(serr, net.ErrClosed) && err == nil {
-		err = serr
-	}
-	if errors.Is(err, grpc.ErrServerStopped) {
-		err = nil
-	}
-	return err
+	return cli.Serve(ctx, srv, ln, gsrv, gln)
 }
 
 func knownModels(f *fleet.File) string {

@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -16,50 +15,9 @@ import (
 
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
+
+	"github.com/accelgate/accelgate/internal/testutil"
 )
-
-// startEmulator builds cmd/emulator and starts it as a separate process on a
-// free loopback port; it returns the address from its first output line.
-func startEmulator(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "emulator")
-	build := exec.Command("go", "build", "-o", bin, "github.com/accelgate/accelgate/cmd/emulator")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building the emulator: %v\n%s", err, out)
-	}
-	cmd := exec.Command(bin, "-profile", "h100-sxm-80gb", "-models", "llama-3.1-8b-instruct,bge-base-en-v1.5", "-http-addr", "127.0.0.1:0", "-jitter", "0")
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	line, err := bufio.NewReader(stdout).ReadString('\n')
-	if err != nil {
-		t.Fatalf("reading the emulator's first line: %v", err)
-	}
-	addrs, ok := parseListenLine(line)
-	if !ok || addrs["http"] == "" {
-		t.Fatalf("first line %q does not name http=HOST:PORT", line)
-	}
-	return addrs["http"]
-}
-
-// parseListenLine parses a first output line such as "accelgate listening on
-// http=HOST:PORT grpc=HOST:PORT" (or the emulator's "http=… grpc=…") into
-// its key=value words.
-func parseListenLine(line string) (map[string]string, bool) {
-	addrs := map[string]string{}
-	for _, w := range strings.Fields(line) {
-		if k, v, ok := strings.Cut(w, "="); ok {
-			addrs[k] = v
-		}
-	}
-	return addrs, len(addrs) > 0
-}
 
 // startGateway runs the gateway in-process (the real main wiring) in front of
 // the emulator and returns its address.
@@ -103,8 +61,8 @@ backends:
 		t.Fatalf("gateway output: %v", err)
 	}
 	go io.Copy(io.Discard, br) // keep draining the fleet table
-	addrs, ok := parseListenLine(line)
-	if !ok || addrs["http"] == "" || addrs["grpc"] == "" {
+	addrs := testutil.ListenAddrs(line)
+	if addrs["http"] == "" || addrs["grpc"] == "" {
 		t.Fatalf("gateway first line %q does not name http=HOST:PORT grpc=HOST:PORT", line)
 	}
 	return addrs["http"]
@@ -114,7 +72,8 @@ func TestOpenAISDKThroughGatewayAndEmulatorProcess(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts processes")
 	}
-	gw := startGateway(t, startEmulator(t))
+	emu, _ := testutil.StartEmulator(t, "-profile", "h100-sxm-80gb", "-models", "llama-3.1-8b-instruct,bge-base-en-v1.5", "-http-addr", "127.0.0.1:0", "-jitter", "0")
+	gw := startGateway(t, emu)
 	client := openai.NewClient(option.WithBaseURL("http://"+gw+"/v1/"), option.WithAPIKey("test"), option.WithMaxRetries(0))
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()

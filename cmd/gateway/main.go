@@ -10,29 +10,20 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net"
 	"os"
-	"os/signal"
-	"syscall"
-
-	"google.golang.org/grpc"
 
 	"github.com/accelgate/accelgate/backends/catalog"
 	"github.com/accelgate/accelgate/backends/fleet"
 	"github.com/accelgate/accelgate/gateway"
+	"github.com/accelgate/accelgate/internal/cli"
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout); err != nil {
-		fmt.Fprintln(os.Stderr, "accelgate:", err)
-		os.Exit(1)
-	}
+	cli.Main("accelgate", func(ctx context.Context) error { return run(ctx, os.Args[1:], os.Getenv, os.Stdout) })
 }
 
 // run parses flags, builds the fleet and serves until ctx ends.
@@ -86,28 +77,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 	defer stopChecks()
 	logf := func(format string, a ...any) { fmt.Fprintf(out, "accelgate: "+format+"\n", a...) }
 	go srv.Dispatcher().RunMetadataChecks(mctx, gateway.DefaultMetadataInterval, logf)
-	return serve(ctx, srv, ln, gsrv, gln)
-}
-
-// serve runs the HTTP and gRPC fronts until ctx ends or either fails, then
-// stops both gracefully: in-flight requests finish.
-func serve(ctx context.Context, srv *gateway.Server, ln net.Listener, gsrv *grpc.Server, gln net.Listener) error {
-	errc := make(chan error, 2)
-	go func() { errc <- srv.Serve(ln) }()
-	go func() { errc <- gsrv.Serve(gln) }()
-	var err error
-	select {
-	case err = <-errc:
-	case <-ctx.Done():
-	}
-	gateway.StopGRPC(gsrv, gateway.DefaultGRPCStopTimeout)
-	if serr := srv.Shutdown(); serr != nil && !errors.Is(serr, net.ErrClosed) && err == nil {
-		err = serr
-	}
-	if errors.Is(err, grpc.ErrServerStopped) {
-		err = nil
-	}
-	return err
+	return cli.Serve(ctx, srv, ln, gsrv, gln)
 }
 
 func envOr(getenv func(string) string, key, def string) string {

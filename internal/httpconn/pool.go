@@ -1,4 +1,4 @@
-package kserve
+package httpconn
 
 import (
 	"bufio"
@@ -10,42 +10,57 @@ import (
 	"time"
 )
 
-// The connection pool follows backends/upstream's (see there for the design).
+// Defaults for NewPool's zero or negative arguments.
+const (
+	DefaultMaxConns    = 512
+	DefaultDialTimeout = 3 * time.Second
+)
 
 // idleTimeout is how long an idle connection is kept for reuse. It stays below
-// the usual 5 s keep-alive timeouts of HTTP servers, so the pool rarely hands
-// out a connection the server has already closed; when it does, the request
-// is retried on another connection (see HTTPBackend.exchange).
+// the usual 5 s keep-alive timeouts of HTTP servers (uvicorn for vLLM and
+// SGLang, cpp-httplib for llama.cpp), so the pool rarely hands out a
+// connection the server has already closed; when it does, the request is
+// retried on another connection (see Pool.Exchange).
 const idleTimeout = 4 * time.Second
 
 const connBufSize = 16 << 10
 
 var errPoolClosed = errors.New("backend closed")
 
-// pconn is one pooled connection with its buffers.
-type pconn struct {
+// conn is one pooled connection with its buffers.
+type conn struct {
 	nc        net.Conn
 	br        *bufio.Reader
 	bw        *bufio.Writer
 	idleSince time.Time
 }
 
-// connPool holds the connections of one HTTPBackend. A slot is taken for every
+// Pool holds the connections of one backend. A slot is taken for every
 // request in flight; a request uses an idle connection when there is one and
 // dials otherwise, so the number of connections, idle or busy, never exceeds
-// the number of slots.
-type connPool struct {
+// the number of slots. It is safe for concurrent use.
+type Pool struct {
 	addr      string // host:port
 	tlsConfig *tls.Config
 	dialer    net.Dialer
 	slots     chan struct{}
 	mu        sync.Mutex
-	idle      []*pconn // oldest first; reused from the end
+	idle      []*conn // oldest first; reused from the end
 	closed    bool
 }
 
-func newConnPool(addr string, tlsConfig *tls.Config, maxConns int, dialTimeout time.Duration) *connPool {
-	return &connPool{
+// NewPool returns a pool of at most maxConns connections to addr (host:port),
+// over TLS when tlsConfig is not nil; dialTimeout bounds connecting and the
+// TLS handshake. Zero or negative values stand for DefaultMaxConns and
+// DefaultDialTimeout.
+func NewPool(addr string, tlsConfig *tls.Config, maxConns int, dialTimeout time.Duration) *Pool {
+	if maxConns <= 0 {
+		maxConns = DefaultMaxConns
+	}
+	if dialTimeout <= 0 {
+		dialTimeout = DefaultDialTimeout
+	}
+	return &Pool{
 		addr:      addr,
 		tlsConfig: tlsConfig,
 		dialer:    net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second},
@@ -55,7 +70,7 @@ func newConnPool(addr string, tlsConfig *tls.Config, maxConns int, dialTimeout t
 
 // get takes a slot and returns a connection for it, reporting whether it was
 // reused from the idle list. It waits for a free slot until ctx ends.
-func (p *connPool) get(ctx context.Context) (*pconn, bool, error) {
+func (p *Pool) get(ctx context.Context) (*conn, bool, error) {
 	select {
 	case p.slots <- struct{}{}:
 	default:
@@ -66,7 +81,7 @@ func (p *connPool) get(ctx context.Context) (*pconn, bool, error) {
 		}
 	}
 	now := time.Now()
-	var stale []*pconn
+	var stale []*conn
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
@@ -74,7 +89,7 @@ func (p *connPool) get(ctx context.Context) (*pconn, bool, error) {
 		return nil, false, errPoolClosed
 	}
 	stale = p.expireLocked(now)
-	var pc *pconn
+	var pc *conn
 	if n := len(p.idle); n > 0 {
 		pc = p.idle[n-1]
 		p.idle[n-1] = nil
@@ -95,7 +110,7 @@ func (p *connPool) get(ctx context.Context) (*pconn, bool, error) {
 
 // expireLocked removes the idle connections older than idleTimeout and returns
 // them for closing outside the lock.
-func (p *connPool) expireLocked(now time.Time) []*pconn {
+func (p *Pool) expireLocked(now time.Time) []*conn {
 	i := 0
 	for i < len(p.idle) && now.Sub(p.idle[i].idleSince) > idleTimeout {
 		i++
@@ -103,14 +118,14 @@ func (p *connPool) expireLocked(now time.Time) []*pconn {
 	if i == 0 {
 		return nil
 	}
-	stale := append([]*pconn(nil), p.idle[:i]...)
+	stale := append([]*conn(nil), p.idle[:i]...)
 	n := copy(p.idle, p.idle[i:])
 	clear(p.idle[n:])
 	p.idle = p.idle[:n]
 	return stale
 }
 
-func (p *connPool) dial(ctx context.Context) (*pconn, error) {
+func (p *Pool) dial(ctx context.Context) (*conn, error) {
 	nc, err := p.dialer.DialContext(ctx, "tcp", p.addr)
 	if err != nil {
 		return nil, err
@@ -123,7 +138,7 @@ func (p *connPool) dial(ctx context.Context) (*pconn, error) {
 		}
 		nc = tc
 	}
-	return &pconn{
+	return &conn{
 		nc: nc,
 		br: bufio.NewReaderSize(nc, connBufSize),
 		bw: bufio.NewWriterSize(nc, connBufSize),
@@ -133,7 +148,7 @@ func (p *connPool) dial(ctx context.Context) (*pconn, error) {
 // put gives back the slot of a request and its connection: to the idle list
 // when reuse is true (the response was read completely and the connection is
 // still good), closed otherwise.
-func (p *connPool) put(pc *pconn, reuse bool) {
+func (p *Pool) put(pc *conn, reuse bool) {
 	defer func() { <-p.slots }()
 	if reuse && pc.nc.SetDeadline(time.Time{}) == nil {
 		now := time.Now()
@@ -151,9 +166,10 @@ func (p *connPool) put(pc *pconn, reuse bool) {
 	_ = pc.nc.Close()
 }
 
-// close closes the idle connections and makes the pool refuse new requests;
-// connections still in use are closed when they are given back.
-func (p *connPool) close() {
+// Close closes the idle connections and makes the pool refuse new requests
+// (their error says "backend closed"); connections still in use are closed
+// when they are given back.
+func (p *Pool) Close() {
 	p.mu.Lock()
 	p.closed = true
 	idle := p.idle
@@ -162,14 +178,14 @@ func (p *connPool) close() {
 	closeAll(idle)
 }
 
-// idleCount is the number of idle connections (for tests).
-func (p *connPool) idleCount() int {
+// IdleCount is the number of idle connections (for tests).
+func (p *Pool) IdleCount() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return len(p.idle)
 }
 
-func closeAll(pcs []*pconn) {
+func closeAll(pcs []*conn) {
 	for _, pc := range pcs {
 		_ = pc.nc.Close()
 	}
