@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"errors"
+	"math"
 	"net"
 	"strconv"
 	"strings"
@@ -77,7 +78,7 @@ func NewServer(cfg Config, d *Dispatcher, clock backends.Clock) *Server {
 		Handler:                       s.Handle,
 		ErrorHandler:                  s.handleTransportError,
 		Name:                          cfg.Name,
-		MaxRequestBodySize:            cfg.MaxBodyBytes,
+		MaxRequestBodySize:            readLimit(cfg.MaxBodyBytes),
 		ReadTimeout:                   cfg.ReadTimeout,
 		IdleTimeout:                   cfg.IdleTimeout,
 		NoDefaultServerHeader:         true,
@@ -99,6 +100,10 @@ func (s *Server) Shutdown() error { return s.srv.Shutdown() }
 func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
 	path := ctx.Path()
 	method := ctx.Method()
+	if len(ctx.Request.Body()) > s.cfg.MaxBodyBytes {
+		s.handleTransportError(ctx, fasthttp.ErrBodyTooLarge)
+		return
+	}
 	if isKServePath(path) {
 		s.handleKServe(ctx)
 		return
@@ -171,6 +176,20 @@ func (s *Server) allow(ctx *fasthttp.RequestCtx, method []byte, want string) boo
 	ctx.Response.Header.Set("Allow", want)
 	s.writeError(ctx, &routeError{err: ErrMethodNotAllowed, msg: "method " + string(method) + " is not allowed on " + string(ctx.Path()) + "; use " + want})
 	return false
+}
+
+// readLimit is how much body fasthttp reads before it gives up on a request.
+// It is above the configured limit so that a moderately oversized body is
+// read whole and answered with a clean 413 on a connection that stays open:
+// when fasthttp itself refuses a body it closes the connection at once, and a
+// client still writing sees a reset instead of the 413. Bodies beyond the
+// read limit still get fasthttp's refusal.
+func readLimit(limit int) int {
+	extra := max(limit, 1<<20)
+	if limit > math.MaxInt32-extra {
+		return math.MaxInt32
+	}
+	return limit + extra
 }
 
 // handleTransportError answers errors fasthttp raises before a handler runs
