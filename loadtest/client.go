@@ -59,8 +59,13 @@ const (
 )
 
 // DefaultConnections is the default number of keep-alive connections per
-// target (the -connections flag).
-const DefaultConnections = 64
+// target (the -connections flag). HTTP/1.1 carries one request per connection
+// at a time, so an open loop needs about as many connections as requests in
+// flight: LLM streams last seconds, and at a few hundred requests per second
+// hundreds are in flight. Too few connections would make requests queue in
+// the generator (still measured from their intended send time, so they would
+// show as latency the server did not cause).
+const DefaultConnections = 4096
 
 // DefaultTimeout is the default per-request hard timeout (the -timeout flag).
 const DefaultTimeout = 60 * time.Second
