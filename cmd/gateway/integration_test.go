@@ -20,10 +20,9 @@ import (
 )
 
 // startGateway runs the gateway in-process (the real main wiring) in front of
-// the emulator and returns its address.
+// the emulator and returns its HTTP address.
 func startGateway(t *testing.T, upstream string) string {
 	t.Helper()
-	fleetFile := filepath.Join(t.TempDir(), "fleet.yaml")
 	fleetYAML := fmt.Sprintf(`models:
   - name: llama-3.1-8b-instruct
     kind: llm
@@ -39,6 +38,14 @@ backends:
     url: http://%s
     models: [llama-3.1-8b-instruct, bge-base-en-v1.5]
 `, upstream)
+	return startGatewayWith(t, fleetYAML, "-max-body-bytes", "65536")["http"]
+}
+
+// startGatewayWith runs the gateway in-process on a fleet file, with extra
+// flags, and returns the addresses its first output line names (http, grpc).
+func startGatewayWith(t *testing.T, fleetYAML string, extraArgs ...string) map[string]string {
+	t.Helper()
+	fleetFile := filepath.Join(t.TempDir(), "fleet.yaml")
 	if err := os.WriteFile(fleetFile, []byte(fleetYAML), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -46,7 +53,8 @@ backends:
 	pr, pw := io.Pipe()
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, []string{"-config", fleetFile, "-http-addr", "127.0.0.1:0", "-grpc-addr", "127.0.0.1:0", "-max-body-bytes", "65536"}, func(string) string { return "" }, pw)
+		args := append([]string{"-config", fleetFile, "-http-addr", "127.0.0.1:0", "-grpc-addr", "127.0.0.1:0"}, extraArgs...)
+		done <- run(ctx, args, func(string) string { return "" }, pw)
 		pw.Close()
 	}()
 	t.Cleanup(func() {
@@ -65,7 +73,7 @@ backends:
 	if addrs["http"] == "" || addrs["grpc"] == "" {
 		t.Fatalf("gateway first line %q does not name http=HOST:PORT grpc=HOST:PORT", line)
 	}
-	return addrs["http"]
+	return addrs
 }
 
 func TestOpenAISDKThroughGatewayAndEmulatorProcess(t *testing.T) {
