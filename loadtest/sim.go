@@ -12,6 +12,7 @@ import (
 	"github.com/accelgate/accelgate/backends/catalog"
 	"github.com/accelgate/accelgate/backends/emulator"
 	"github.com/accelgate/accelgate/backends/fleet"
+	"github.com/accelgate/accelgate/batcher"
 	"github.com/accelgate/accelgate/router"
 )
 
@@ -26,7 +27,9 @@ import (
 //   - a scenario change (SimEvent: a backend slows down, stops answering or
 //     answers again),
 //   - the earliest Core.Next() over the backends (a min-heap of backends keyed
-//     by their next due time, re-keyed after every call that changes a core),
+//     by their next due time — with batching, the earlier of the emulator
+//     core's and the backend's batcher's — re-keyed after every call that
+//     changes a core),
 //   - the earliest hard-timeout deadline of a request still in flight (a
 //     min-heap; entries of requests that finished meanwhile are skipped),
 //   - the workload's next arrival (one Item read ahead),
@@ -43,9 +46,11 @@ import (
 // "no_backend"), and it is submitted to the chosen backend's Core — an LLM
 // request as one LLMJob (one sequence, non-streaming in the core: the
 // simulator needs the first-token and done events, not every token), an
-// embeddings or vision request as a batch of its own (split into batches of
-// at most the profile's MaxBatch items, as the emulator shell does; there is
-// no cross-request batcher yet). On the done event of its last part,
+// embeddings or vision request, with batching off, as a batch of its own
+// (split into batches of at most the profile's MaxBatch items, as the
+// emulator shell does), and with batching fixed or adaptive through the
+// backend's batcher.Core, as one member of the batches it forms (see
+// batching.go). On the done event of its last part,
 // router.Done(now, decision, nil) releases the router's books and the outcome
 // is recorded; at its hard timeout, its jobs are cancelled in the core,
 // router.Done gets backends.ErrTimeout and the outcome is "timeout" (504).
@@ -73,6 +78,12 @@ type SimOptions struct {
 	// Events are scenario changes, applied at their virtual times (any
 	// order; they are sorted).
 	Events []SimEvent
+	// Batching is off ("" too), fixed or adaptive: see batching.go.
+	Batching string
+	// MaxQueueDelay, when positive, is fixed batching's max_queue_delay_us
+	// for every model (0 keeps the fleet file's, by default
+	// batcher.DefaultMaxQueueDelay).
+	MaxQueueDelay time.Duration
 }
 
 // SimEvent is a scenario change at virtual time At after the run's start, on
@@ -143,7 +154,7 @@ type Sim struct {
 	maxBatch [][2]int // per backend: vision, embedding MaxBatch (0 = none)
 
 	// Event-loop state.
-	reqs   []simReq
+	reqs   []*simReq // stable pointers: the batchers hold &reqs[i].req
 	free   []int32
 	bheap  []int32 // backend indices, min-heap on bnext
 	bpos   []int32 // backend index → position in bheap
@@ -154,8 +165,23 @@ type Sim struct {
 	batch  emulator.BatchJob
 	llmJob emulator.LLMJob
 	res    SimResult
-	rec    *Recorder
-	last   int64 // latest event time processed, ns
+
+	// Batching (batching.go); batching is false with Batching off.
+	batching      bool
+	maxQueueDelay time.Duration       // fixed: the max queue delay in force (the largest of the models')
+	bcores        []*batcher.Core     // per backend
+	outstanding   [][2]int32          // per backend and class: batches dispatched, not over
+	execs         [][2]int32          // per backend and class: executors (0: none)
+	rowsHat       [][2]float64        // per backend and class: EWMA of dispatched batch rows
+	queuedRows    [][2]int32          // per backend and class: rows in the batcher
+	recs          []batchRec          // dispatched batches
+	freeRecs      []int32             // free entries of recs
+	ids           []string            // per slot: the batcher request ID
+	polled        []batcher.Batch     // Poll's buffer
+	dropped       []*backends.Request // Drop's buffer
+	members       []emulator.Member   // dispatch's buffer
+	rec           *Recorder
+	last          int64 // latest event time processed, ns
 }
 
 // simReq is one request in flight. Slots are reused; gen tells incarnations
@@ -167,7 +193,10 @@ type simReq struct {
 	dec     router.Decision
 	gen     uint32
 	live    bool
-	lost    bool // placed on a backend that is down: never submitted
+	lost    bool          // placed on a backend that is down: never submitted
+	queued  bool          // in its backend's batcher
+	wait    time.Duration // time spent in the batcher before dispatch
+	rec     int32         // its batch's entry in Sim.recs, -1 when none
 	backend int32
 	parts   int32 // jobs submitted
 	left    int32 // jobs not yet done
@@ -233,7 +262,35 @@ func NewSim(f *fleet.File, cat *catalog.Catalog, opts SimOptions) (*Sim, error) 
 	if opts.Policy != "" {
 		rc.Policy = opts.Policy
 	}
-	r, err := router.New(rc, s.descs, nil)
+	var mode batcher.Mode
+	switch opts.Batching {
+	case "", BatchingOff:
+	case BatchingFixed:
+		mode = batcher.ModeFixed
+	case BatchingAdaptive:
+		mode = batcher.ModeAdaptive
+	default:
+		return nil, fmt.Errorf("simulate: %w", checkBatching(opts.Batching))
+	}
+	if opts.MaxQueueDelay < 0 {
+		return nil, fmt.Errorf("simulate: max queue delay %v is negative", opts.MaxQueueDelay)
+	}
+	var pred router.Predictor
+	if opts.Batching == BatchingFixed || opts.Batching == BatchingAdaptive {
+		cfgs := make(map[string]batcher.Config, len(f.Models))
+		for i := range f.Models {
+			cfgs[f.Models[i].Name] = f.Models[i].BatchingConfig()
+		}
+		rcd := rc
+		rcd.SetDefaults()
+		s.initBatching(mode, cfgs, opts.MaxQueueDelay, rcd.Margin)
+		bp := &batchPredictor{idx: make(map[*backends.Descriptor]int, len(s.descs)), sim: s}
+		for i, d := range s.descs {
+			bp.idx[d] = i
+		}
+		pred = bp
+	}
+	r, err := router.New(rc, s.descs, pred)
 	if err != nil {
 		return nil, fmt.Errorf("simulate: %w", err)
 	}
@@ -299,7 +356,7 @@ func (s *Sim) Run(src Source, rec *Recorder) (*SimResult, error) {
 		}
 		for len(s.tmo) > 0 {
 			e := s.tmo[0]
-			if r := &s.reqs[e.slot]; r.live && r.gen == e.gen {
+			if r := s.reqs[e.slot]; r.live && r.gen == e.gen {
 				tT = e.at
 				break
 			}
@@ -354,13 +411,13 @@ func (s *Sim) alloc() int32 {
 	if len(s.reqs) >= maxSlots {
 		panic(fmt.Sprintf("simulate: more than %d requests in flight at once", maxSlots))
 	}
-	s.reqs = append(s.reqs, simReq{})
+	s.reqs = append(s.reqs, &simReq{})
 	return int32(len(s.reqs) - 1)
 }
 
 // release ends a request's incarnation and frees its slot.
 func (s *Sim) release(i int32) {
-	r := &s.reqs[i]
+	r := s.reqs[i]
 	r.live = false
 	r.gen++
 	s.free = append(s.free, i)
@@ -447,9 +504,10 @@ func SimRequest(req *backends.Request, it *Item, now time.Time, m *backends.Mode
 
 // arrive places and submits the request in slot i at t.
 func (s *Sim) arrive(i int32, t int64) {
-	r := &s.reqs[i]
+	r := s.reqs[i]
 	r.live, r.lost, r.backend, r.parts, r.left = true, false, -1, 0, 0
 	r.total, r.ttft, r.cost = 0, 0, 0
+	r.queued, r.wait, r.rec = false, 0, -1
 	s.rec.Offered()
 	now := s.at(t)
 	m := s.models[r.item.Model]
@@ -477,18 +535,19 @@ func (s *Sim) arrive(i int32, t int64) {
 	r.backend = b
 	s.res.Backends[b].Placed++
 	s.pushTimeout(tmoEntry{at: int64(r.req.Deadline.Sub(simEpoch)), slot: i, gen: r.gen})
+	if _, ok := batchClass(r.item.Op); ok && s.batching {
+		// Route, then batch: the batcher sits in the gateway, before the
+		// partition of a down backend (its batches are lost at dispatch).
+		s.enqueue(i, b, now)
+		s.fix(b)
+		return
+	}
 	if s.down[b] {
 		r.lost = true // it never reaches the backend; it will time out
 		return
 	}
 	if err := s.submit(i, b, now); err != nil {
-		s.router.Done(now, r.dec, err)
-		s.cancelParts(i, now)
-		if errors.Is(err, backends.ErrBadRequest) {
-			s.finishError(i, 400, "bad_request")
-		} else {
-			s.finishError(i, 502, "unavailable")
-		}
+		s.failSubmit(i, now, err)
 		return
 	}
 	s.fix(b)
@@ -497,7 +556,7 @@ func (s *Sim) arrive(i int32, t int64) {
 // submit hands request i to core b as one LLM job or as batches of at most
 // the profile's MaxBatch items.
 func (s *Sim) submit(i, b int32, now time.Time) error {
-	r := &s.reqs[i]
+	r := s.reqs[i]
 	c := s.cores[b]
 	it := &r.item
 	switch it.Op {
@@ -561,7 +620,7 @@ func (s *Sim) advance(b int32, t int64) {
 		if int(slot) >= len(s.reqs) {
 			continue
 		}
-		r := &s.reqs[slot]
+		r := s.reqs[slot]
 		if !r.live || r.gen != gen {
 			continue
 		}
@@ -576,12 +635,15 @@ func (s *Sim) advance(b int32, t int64) {
 			s.complete(slot, now)
 		}
 	}
+	if s.batching {
+		s.pollBatcher(b, now)
+	}
 	s.fix(b)
 }
 
 // complete records request i's successful outcome at now.
 func (s *Sim) complete(i int32, now time.Time) {
-	r := &s.reqs[i]
+	r := s.reqs[i]
 	s.router.Done(now, r.dec, nil)
 	d := r.dec.Backend
 	st := &s.res.Backends[r.backend]
@@ -589,8 +651,9 @@ func (s *Sim) complete(i int32, now time.Time) {
 	st.CostUSD += r.cost
 	// Latencies are measured from the intended send time, which is the
 	// submission time: the core's Timing is measured from submission.
+	s.memberEnded(i)
 	o := Outcome{
-		Item: &r.item, Latency: r.total, TTFT: r.ttft,
+		Item: &r.item, Latency: r.wait + r.total, TTFT: r.wait + r.ttft,
 		Status: 200, Kind: "ok", OK: true, CostUSD: r.cost,
 		Backend: d.Name, Hardware: d.Profile.Name,
 		InputTokens: r.item.InputTokens,
@@ -617,8 +680,14 @@ func (s *Sim) complete(i int32, now time.Time) {
 
 // timeout ends request i at its hard deadline t.
 func (s *Sim) timeout(i int32, t int64) {
-	r := &s.reqs[i]
+	r := s.reqs[i]
 	now := s.at(t)
+	if r.queued {
+		s.bcores[r.backend].Cancel(r.req.ID)
+		s.unqueue(i)
+		s.fix(r.backend)
+	}
+	s.memberEnded(i)
 	s.cancelParts(i, now)
 	s.router.Done(now, r.dec, backends.ErrTimeout)
 	s.res.Backends[r.backend].Timeouts++
@@ -630,7 +699,7 @@ func (s *Sim) timeout(i int32, t int64) {
 
 // cancelParts drops request i's jobs from its core.
 func (s *Sim) cancelParts(i int32, now time.Time) {
-	r := &s.reqs[i]
+	r := s.reqs[i]
 	if r.backend < 0 || r.parts == 0 {
 		return
 	}
@@ -643,7 +712,7 @@ func (s *Sim) cancelParts(i int32, now time.Time) {
 
 // finishError records request i's failure before it reached a backend.
 func (s *Sim) finishError(i int32, status int, kind string) {
-	r := &s.reqs[i]
+	r := s.reqs[i]
 	o := Outcome{Item: &r.item, Status: status, Kind: kind, InputTokens: r.item.InputTokens}
 	s.rec.Record(&o)
 	s.release(i)
@@ -656,6 +725,11 @@ func (s *Sim) fix(b int32) {
 	k := int64(idle)
 	if t, ok := s.cores[b].Next(); ok {
 		k = int64(t.Sub(simEpoch))
+	}
+	if s.batching {
+		if t, ok := s.bcores[b].Next(); ok {
+			k = min(k, int64(t.Sub(simEpoch)))
+		}
 	}
 	old := s.bnext[b]
 	s.bnext[b] = k

@@ -6,6 +6,7 @@ import (
 	"io"
 	"math"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -15,11 +16,6 @@ import (
 	"github.com/accelgate/accelgate/backends/fleet"
 	"github.com/accelgate/accelgate/router"
 )
-
-// BatchingOff is the only batching mode the simulator has: every embeddings
-// or vision request is a batch of its own, as the gateway runs today. The
-// batcher issue adds "fixed" and "adaptive".
-const BatchingOff = "off"
 
 // DefaultSimRequests is the number of requests a simulation runs by default.
 const DefaultSimRequests = 100_000
@@ -31,6 +27,15 @@ const DefaultSimLoad = 0.5
 // FindMaxAttainment is the SLO attainment a rate must reach to count as
 // sustainable in FindMax.
 const FindMaxAttainment = 0.99
+
+// FindMaxMinDuration is the shortest virtual duration of a FindMax probe: a
+// probe simulates Requests requests or rate × FindMaxMinDuration, whichever
+// is more. Queues (the batchers', the accelerators') absorb a burst shorter
+// than the SLO targets even above the sustainable rate, so a probe must be
+// long compared with them (5× the standard workloads' longest batch-class
+// target, sheddable vision's 200 ms); without it, batching's queues would
+// make 20,000 requests at millions per second look sustainable.
+const FindMaxMinDuration = time.Second
 
 // Policies returns the router's placement policies, the simulator's "all".
 func Policies() []string {
@@ -57,8 +62,17 @@ type SimulateConfig struct {
 	Seed     int64
 	// Policies to compare, in order; empty means accelgate.
 	Policies []string
-	// Batching must be "" or BatchingOff.
-	Batching string
+	// Batching lists the batching modes to compare (BatchingModes; see
+	// batching.go), in order; empty means off.
+	Batching []string
+	// MaxQueueDelay, when positive, is fixed batching's max_queue_delay_us.
+	// When 0, fixed batching is tuned over FixedDelays: every run at a rate
+	// is simulated with each delay and the one with the highest SLO
+	// attainment is kept (then the lowest cost per 1,000 requests, then the
+	// shortest delay); FindMax bisects with each delay and keeps the
+	// highest maximum rate (then the shortest delay). The report lists
+	// every delay's result (fixed_calibration).
+	MaxQueueDelay time.Duration
 	// FindMax also bisects, per policy, for the highest rate with at least
 	// FindMaxAttainment SLO attainment (each probe a full simulation of
 	// Requests requests).
@@ -83,19 +97,27 @@ type SimulateConfig struct {
 //     (Capacity.LowerBoundCostPer1k) at each distinct rate of the runs, as a
 //     list of {"rate_rps", "usd_per_1k"}; usd_per_1k is null above the
 //     capacity. Each run also carries its own value.
-//   - runs: one per policy and load (or rate), loads outer: "policy",
-//     "batching", "load" (fraction of capacity; null with absolute rates or
-//     a trace), "rate_rps" (the offered rate: for a trace, its requests ÷
-//     its last timestamp), then the harness's RunReport fields inline (name
-//     is "policy@load"), then "mean_batch_size" (items per batch submitted
-//     to the accelerators; 0 without batch requests),
+//   - runs: one per policy, batching mode and load (or rate), loads outer,
+//     then batching modes, then policies: "policy", "batching", "load"
+//     (fraction of capacity; null with absolute rates or a trace),
+//     "rate_rps" (the offered rate: for a trace, its requests ÷ its last
+//     timestamp), then the harness's RunReport fields inline (name is
+//     "policy@load", or "policy/batching@load" when batching is not off or
+//     several modes are compared), then "mean_batch_size" (items per batch
+//     submitted to the accelerators; 0 without batch requests), for fixed
+//     batching "max_queue_delay_us" (the delay the run used) and
+//     "fixed_calibration" (when tuned: each delay's "max_queue_delay_us",
+//     "slo_attainment" and "cost_usd_per_1k"),
 //     "lower_bound_cost_usd_per_1k" (null above the capacity or for traces),
 //     "scenario_plan" (the scenario on this run's timeline) and "by_backend"
 //     (per backend: placed, ok, timeouts, cost_usd, busy_s).
-//   - max_rates (with -find-max): per policy, "policy", "batching",
-//     "max_rate_rps" (0 when even the lowest probe missed), "load" (÷
-//     capacity; null for traces) and "probes" (every probe's rate_rps and
-//     slo_attainment, in order).
+//   - max_rates (with -find-max): per batching mode and policy, "policy",
+//     "batching", "max_rate_rps" (0 when even the lowest probe missed),
+//     "load" (÷ capacity; null for traces) and "probes" (every probe's
+//     rate_rps and slo_attainment, in order); for fixed batching
+//     "max_queue_delay_us" and, when tuned, "fixed_calibration" (each
+//     delay's "max_queue_delay_us" and "max_rate_rps"; probes are the kept
+//     delay's).
 type SimReport struct {
 	Workload    string         `json:"workload"`
 	Scenario    string         `json:"scenario"`
@@ -129,18 +151,35 @@ type SimRun struct {
 	RateRPS  float64  `json:"rate_rps"`
 	*RunReport
 	MeanBatchSize   float64                    `json:"mean_batch_size"`
+	MaxQueueDelayUs *int64                     `json:"max_queue_delay_us,omitempty"`
+	Calibration     []SimDelayRun              `json:"fixed_calibration,omitempty"`
 	LowerBoundPer1k *float64                   `json:"lower_bound_cost_usd_per_1k"`
 	ScenarioPlan    *ScenarioPlan              `json:"scenario_plan"`
 	ByBackend       map[string]SimBackendStats `json:"by_backend"`
 }
 
-// SimMaxRate is FindMax's result for one policy.
+// SimMaxRate is FindMax's result for one policy and batching mode.
 type SimMaxRate struct {
-	Policy     string     `json:"policy"`
-	Batching   string     `json:"batching"`
-	MaxRateRPS float64    `json:"max_rate_rps"`
-	Load       *float64   `json:"load"`
-	Probes     []SimProbe `json:"probes"`
+	Policy          string        `json:"policy"`
+	Batching        string        `json:"batching"`
+	MaxRateRPS      float64       `json:"max_rate_rps"`
+	Load            *float64      `json:"load"`
+	MaxQueueDelayUs *int64        `json:"max_queue_delay_us,omitempty"`
+	Calibration     []SimDelayMax `json:"fixed_calibration,omitempty"`
+	Probes          []SimProbe    `json:"probes"`
+}
+
+// SimDelayRun is one max_queue_delay_us tried for a fixed-batching run.
+type SimDelayRun struct {
+	MaxQueueDelayUs int64   `json:"max_queue_delay_us"`
+	SLOAttainment   float64 `json:"slo_attainment"`
+	CostUSDPer1K    float64 `json:"cost_usd_per_1k"`
+}
+
+// SimDelayMax is one max_queue_delay_us tried for fixed batching's FindMax.
+type SimDelayMax struct {
+	MaxQueueDelayUs int64   `json:"max_queue_delay_us"`
+	MaxRateRPS      float64 `json:"max_rate_rps"`
 }
 
 // SimProbe is one probe of the FindMax bisection.
@@ -164,10 +203,20 @@ func (c *SimulateConfig) Validate() error {
 	if c.Fleet == nil || c.Catalog == nil {
 		return errors.New("no fleet or catalog")
 	}
-	if c.Batching != "" && c.Batching != BatchingOff {
-		return fmt.Errorf("-batching %q: only %q is implemented; the batcher issue adds fixed and adaptive batching", c.Batching, BatchingOff)
+	if len(c.Batching) == 0 {
+		c.Batching = []string{BatchingOff}
 	}
-	c.Batching = BatchingOff
+	for i, b := range c.Batching {
+		if err := checkBatching(b); err != nil {
+			return err
+		}
+		if slices.Contains(c.Batching[:i], b) {
+			return fmt.Errorf("-batching: %q is listed twice", b)
+		}
+	}
+	if c.MaxQueueDelay < 0 {
+		return errors.New("-max-queue-delay-us must not be negative")
+	}
 	if c.Requests < 0 {
 		return errors.New("-requests must not be negative")
 	}
@@ -276,18 +325,28 @@ func Simulate(c SimulateConfig) (*SimReport, error) {
 		}
 	}
 
-	// The runs: loads outer, policies inner.
+	// The runs: loads outer, then batching modes, then policies; fixed
+	// batching without a pinned delay runs once per delay (tuned below).
 	type job struct {
-		pt     simPoint
-		policy string
+		pt       simPoint
+		batching string
+		policy   string
+		delay    time.Duration
+		run      int // index in rep.Runs
 	}
 	var jobs []job
 	for _, pt := range points {
-		for _, p := range c.Policies {
-			jobs = append(jobs, job{pt, p})
+		for _, b := range c.Batching {
+			for _, p := range c.Policies {
+				run := len(rep.Runs)
+				rep.Runs = append(rep.Runs, SimRun{})
+				for _, d := range c.delays(b) {
+					jobs = append(jobs, job{pt, b, p, d, run})
+				}
+			}
 		}
 	}
-	rep.Runs = make([]SimRun, len(jobs))
+	results := make([]*SimRun, len(jobs))
 	errs := make([]error, len(jobs))
 	par := c.Parallel
 	if par <= 0 {
@@ -305,17 +364,36 @@ func Simulate(c SimulateConfig) (*SimReport, error) {
 	forEach(len(jobs), par, func(i int) {
 		j := jobs[i]
 		start := time.Now()
-		run, err := c.runOne(j.policy, j.pt)
+		run, err := c.runOne(j.policy, j.batching, j.delay, j.pt)
 		if err != nil {
 			errs[i] = err
 			return
 		}
-		rep.Runs[i] = *run
-		progress("simulated %s: %d requests, %.1f s of virtual time in %.2f s\n",
-			run.Name, run.Requests, run.DurationS, time.Since(start).Seconds())
+		results[i] = run
+		progress("simulated %s%s: %d requests, %.1f s of virtual time in %.2f s\n",
+			run.Name, delayNote(j.batching, j.delay), run.Requests, run.DurationS, time.Since(start).Seconds())
 	})
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
+	}
+	for i := 0; i < len(jobs); {
+		k := i
+		for k < len(jobs) && jobs[k].run == jobs[i].run {
+			k++
+		}
+		best := results[i]
+		var cal []SimDelayRun
+		for _, r := range results[i:k] {
+			if k-i > 1 {
+				cal = append(cal, SimDelayRun{MaxQueueDelayUs: *r.MaxQueueDelayUs, SLOAttainment: r.SLOAttainment, CostUSDPer1K: r.CostUSDPer1K})
+			}
+			if betterRun(r, best) {
+				best = r
+			}
+		}
+		best.Calibration = cal
+		rep.Runs[jobs[i].run] = *best
+		i = k
 	}
 	// The cost lower bound at every distinct rate.
 	for i := range rep.Runs {
@@ -332,18 +410,34 @@ func Simulate(c SimulateConfig) (*SimReport, error) {
 	}
 
 	if c.FindMax {
-		rep.MaxRates = make([]SimMaxRate, len(c.Policies))
-		errs := make([]error, len(c.Policies))
 		start := rep.Capacity.RPS
 		if start <= 0 {
 			for _, pt := range points {
 				start = max(start, pt.rate)
 			}
 		}
-		forEach(len(c.Policies), par, func(i int) {
-			p := c.Policies[i]
-			mr, err := c.findMax(p, start, func(r SimProbe) {
-				progress("find-max %s: %.2f req/s → SLO attainment %.2f%%\n", p, r.RateRPS, r.SLOAttainment*100)
+		type mjob struct {
+			batching, policy string
+			delay            time.Duration
+			out              int // index in rep.MaxRates
+		}
+		var mjobs []mjob
+		for _, b := range c.Batching {
+			for _, p := range c.Policies {
+				out := len(rep.MaxRates)
+				rep.MaxRates = append(rep.MaxRates, SimMaxRate{})
+				for _, d := range c.delays(b) {
+					mjobs = append(mjobs, mjob{b, p, d, out})
+				}
+			}
+		}
+		results := make([]*SimMaxRate, len(mjobs))
+		errs := make([]error, len(mjobs))
+		forEach(len(mjobs), par, func(i int) {
+			j := mjobs[i]
+			name := label(j.policy, c.batchingLabel(j.batching), simPoint{}) + delayNote(j.batching, j.delay)
+			mr, err := c.findMax(j.policy, j.batching, j.delay, start, func(r SimProbe) {
+				progress("find-max %s: %.2f req/s → SLO attainment %.2f%%\n", name, r.RateRPS, r.SLOAttainment*100)
 			})
 			if err != nil {
 				errs[i] = err
@@ -353,10 +447,29 @@ func Simulate(c SimulateConfig) (*SimReport, error) {
 				l := mr.MaxRateRPS / rep.Capacity.RPS
 				mr.Load = &l
 			}
-			rep.MaxRates[i] = *mr
+			results[i] = mr
 		})
 		if err := errors.Join(errs...); err != nil {
 			return nil, err
+		}
+		for i := 0; i < len(mjobs); {
+			k := i
+			for k < len(mjobs) && mjobs[k].out == mjobs[i].out {
+				k++
+			}
+			best := results[i]
+			var cal []SimDelayMax
+			for _, r := range results[i:k] {
+				if k-i > 1 {
+					cal = append(cal, SimDelayMax{MaxQueueDelayUs: *r.MaxQueueDelayUs, MaxRateRPS: r.MaxRateRPS})
+				}
+				if r.MaxRateRPS > best.MaxRateRPS {
+					best = r
+				}
+			}
+			best.Calibration = cal
+			rep.MaxRates[mjobs[i].out] = *best
+			i = k
 		}
 	}
 	return rep, nil
@@ -443,8 +556,12 @@ func (c *SimulateConfig) planned(rate float64) (time.Duration, float64, error) {
 	return last, r, nil
 }
 
-// label names a run in tables: policy@load, or policy@RATErps.
-func label(policy string, pt simPoint) string {
+// label names a run in tables: policy@load, or policy@RATErps; policy is
+// policy/batching when batching is named (batchingLabel).
+func label(policy, batching string, pt simPoint) string {
+	if batching != "" {
+		policy += "/" + batching
+	}
 	switch {
 	case pt.load != nil:
 		return policy + "@" + strconv.FormatFloat(*pt.load, 'g', 4, 64)
@@ -454,8 +571,52 @@ func label(policy string, pt simPoint) string {
 	return policy
 }
 
-// runOne simulates one policy at one point.
-func (c *SimulateConfig) runOne(policy string, pt simPoint) (*SimRun, error) {
+// batchingLabel is the batching mode as run names show it: "" (not shown)
+// when only off is simulated.
+func (c *SimulateConfig) batchingLabel(batching string) string {
+	if batching == BatchingOff && len(c.Batching) <= 1 {
+		return ""
+	}
+	return batching
+}
+
+// delays returns the max_queue_delay values to simulate batching with: for
+// fixed, the pinned MaxQueueDelay or every FixedDelays value; else one 0.
+func (c *SimulateConfig) delays(batching string) []time.Duration {
+	switch {
+	case batching != BatchingFixed:
+		return []time.Duration{0}
+	case c.MaxQueueDelay > 0:
+		return []time.Duration{c.MaxQueueDelay}
+	}
+	return FixedDelays
+}
+
+// delayNote names a fixed run's delay in progress lines.
+func delayNote(batching string, d time.Duration) string {
+	if batching != BatchingFixed || d == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" (max_queue_delay_us %d)", d.Microseconds())
+}
+
+// betterRun reports whether fixed-batching run a beats b in the tuning:
+// higher SLO attainment, then lower cost per 1,000 requests, then the
+// shorter delay.
+func betterRun(a, b *SimRun) bool {
+	const eps = 1e-12
+	if a.SLOAttainment > b.SLOAttainment+eps || a.SLOAttainment < b.SLOAttainment-eps {
+		return a.SLOAttainment > b.SLOAttainment
+	}
+	if a.CostUSDPer1K != b.CostUSDPer1K {
+		return a.CostUSDPer1K < b.CostUSDPer1K
+	}
+	return a.MaxQueueDelayUs != nil && b.MaxQueueDelayUs != nil && *a.MaxQueueDelayUs < *b.MaxQueueDelayUs
+}
+
+// runOne simulates one policy with one batching mode (and, for fixed, one
+// max queue delay; 0 keeps the fleet file's) at one point.
+func (c *SimulateConfig) runOne(policy, batching string, delay time.Duration, pt simPoint) (*SimRun, error) {
 	planned, rate, err := c.planned(pt.rate)
 	if err != nil {
 		return nil, err
@@ -464,7 +625,7 @@ func (c *SimulateConfig) runOne(policy string, pt simPoint) (*SimRun, error) {
 	if err != nil {
 		return nil, err
 	}
-	sim, err := NewSim(c.Fleet, c.Catalog, SimOptions{Policy: policy, Seed: c.Seed, Events: events})
+	sim, err := NewSim(c.Fleet, c.Catalog, SimOptions{Policy: policy, Seed: c.Seed, Events: events, Batching: batching, MaxQueueDelay: delay})
 	if err != nil {
 		return nil, err
 	}
@@ -472,13 +633,13 @@ func (c *SimulateConfig) runOne(policy string, pt simPoint) (*SimRun, error) {
 	if err != nil {
 		return nil, err
 	}
-	rec := NewRecorder(RecorderOptions{Name: label(policy, pt)})
+	rec := NewRecorder(RecorderOptions{Name: label(policy, c.batchingLabel(batching), pt)})
 	res, err := sim.Run(src, rec)
 	if err != nil {
 		return nil, err
 	}
 	run := &SimRun{
-		Policy: policy, Batching: c.Batching, Load: pt.load, RateRPS: rate,
+		Policy: policy, Batching: batching, Load: pt.load, RateRPS: rate,
 		RunReport:     rec.Report(res.Duration),
 		MeanBatchSize: res.MeanBatchSize(),
 		ScenarioPlan:  plan,
@@ -487,23 +648,31 @@ func (c *SimulateConfig) runOne(policy string, pt simPoint) (*SimRun, error) {
 	for i, b := range res.Backends {
 		run.ByBackend[sim.descs[i].Name] = b
 	}
+	if batching == BatchingFixed {
+		us := sim.maxQueueDelay.Microseconds()
+		run.MaxQueueDelayUs = &us
+	}
 	return run, nil
 }
 
-// findMax bisects on the rate for policy: the highest rate whose simulation
+// findMax bisects on the rate for policy and batching (and delay, as
+// runOne): the highest rate whose simulation
 // reaches FindMaxAttainment. It starts at start, doubles while that passes
 // (at most 8 times), then halves the bracket [last pass, first miss] until
 // it is within 1% of its upper end or 20 probes have run.
-func (c *SimulateConfig) findMax(policy string, start float64, onProbe func(SimProbe)) (*SimMaxRate, error) {
+func (c *SimulateConfig) findMax(policy, batching string, delay time.Duration, start float64, onProbe func(SimProbe)) (*SimMaxRate, error) {
 	if !(start > 0) {
 		return nil, errors.New("-find-max: no starting rate (the fleet's capacity is 0; give -rate)")
 	}
-	out := &SimMaxRate{Policy: policy, Batching: c.Batching}
+	out := &SimMaxRate{Policy: policy, Batching: batching}
 	probe := func(rate float64) (bool, error) {
-		run, err := c.runOne(policy, simPoint{rate: rate})
+		cc := *c
+		cc.Requests = max(c.Requests, int(math.Ceil(rate*FindMaxMinDuration.Seconds())))
+		run, err := cc.runOne(policy, batching, delay, simPoint{rate: rate})
 		if err != nil {
 			return false, err
 		}
+		out.MaxQueueDelayUs = run.MaxQueueDelayUs
 		p := SimProbe{RateRPS: rate, SLOAttainment: run.SLOAttainment}
 		out.Probes = append(out.Probes, p)
 		if onProbe != nil {

@@ -8,6 +8,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/accelgate/accelgate/backends/catalog"
 	"github.com/accelgate/accelgate/backends/fleet"
@@ -28,11 +29,21 @@ the first GPU, becomes 3x slower from halfway through the run), edge-failure
 (one edge node stops answering for one minute from 25% of the run; a run
 under two minutes gets a window of half its length).
 
+Batching (-batching, a list to compare): off runs every embeddings and
+vision request alone; fixed is Triton's dynamic batcher (preferred size the
+hardware's max batch, max_queue_delay_us tuned: each run is simulated with
+100, 500, 1000, 2000 and 5000 us and the best SLO attainment kept, then the
+lowest cost; -find-max keeps the delay with the highest rate; the choice
+and every delay's result are printed); adaptive is the deadline-aware
+batcher. The router places first, then each backend's batcher forms the
+batches. LLM requests are never merged.
+
 Examples:
 
   loadtest simulate -workload mixed -requests 1000000 -policies accelgate -load 0.5
   loadtest simulate -workload mixed -policies all -load 0.3,0.6,0.9 -html sim.html
   loadtest simulate -workload vision -find-max -requests 20000
+  loadtest simulate -workload vision -batching off,fixed,adaptive -find-max -requests 30000
   loadtest simulate -scenario edge-failure -workload vision -load 0.5 -json sim.json
   loadtest simulate -config fleet.yaml -workload trace:requests.csv
 
@@ -60,7 +71,8 @@ func runSimulate(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&c.Workload, "workload", loadtest.WorkloadMixed, "standard workload ("+strings.Join(loadtest.Names(), ", ")+") or trace:`FILE`")
 	fs.IntVar(&c.Requests, "requests", loadtest.DefaultSimRequests, "requests per run (`N`)")
 	fs.Int64Var(&c.Seed, "seed", 1, "workload and jitter `seed`")
-	fs.StringVar(&c.Batching, "batching", loadtest.BatchingOff, "request batching: only off for now (the batcher issue adds fixed and adaptive)")
+	batching := fs.String("batching", loadtest.BatchingOff, "comma-separated request batching `modes` to compare ("+strings.Join(loadtest.BatchingModes(), ", ")+") or all")
+	delayUs := fs.Int64("max-queue-delay-us", 0, "fixed batching's max_queue_delay_us (`N`; default: tuned per run over 100, 500, 1000, 2000, 5000)")
 	fs.BoolVar(&c.FindMax, "find-max", false, "also find, per policy, the highest rate with at least 99% SLO attainment (bisection; each probe a full run)")
 	fs.StringVar(&c.Scenario, "scenario", loadtest.ScenarioSteady, "scenario: "+strings.Join(loadtest.ScenarioNames(), ", "))
 	fs.StringVar(&c.ScenarioBackend, "scenario-backend", "", "the backend the scenario affects (`NAME`; default: the first GPU for drift, the first edge node for edge-failure)")
@@ -94,6 +106,13 @@ func runSimulate(args []string, stdout, stderr io.Writer) int {
 	if c.Parallel < 0 {
 		return fail("-parallel must not be negative")
 	}
+	if c.Batching, err = loadtest.ParseBatching(*batching); err != nil {
+		return fail("%v", err)
+	}
+	if *delayUs < 0 {
+		return fail("-max-queue-delay-us must not be negative")
+	}
+	c.MaxQueueDelay = time.Duration(*delayUs) * time.Microsecond
 	c.Catalog = catalog.Default()
 	if *config != "" {
 		c.Fleet, err = fleet.Load(*config, c.Catalog)
@@ -189,6 +208,20 @@ func printSimReport(w io.Writer, rep *loadtest.SimReport) {
 	}
 	fmt.Fprintln(w)
 	loadtest.PrintCompare(w, rep.Reports())
+	for _, r := range rep.Runs {
+		if r.MaxQueueDelayUs == nil {
+			continue
+		}
+		fmt.Fprintf(w, "%s: max_queue_delay_us %d", r.Name, *r.MaxQueueDelayUs)
+		if len(r.Calibration) > 0 {
+			fmt.Fprint(w, " (tuned; SLO attainment, cost per 1k:")
+			for _, d := range r.Calibration {
+				fmt.Fprintf(w, " %d us %.2f%% $%.6f;", d.MaxQueueDelayUs, d.SLOAttainment*100, d.CostUSDPer1K)
+			}
+			fmt.Fprint(w, ")")
+		}
+		fmt.Fprintln(w)
+	}
 	if len(rep.MaxRates) > 0 {
 		fmt.Fprintln(w)
 		fmt.Fprintf(w, "highest rate with >= %.0f%% SLO attainment:\n", loadtest.FindMaxAttainment*100)
@@ -197,7 +230,18 @@ func printSimReport(w io.Writer, rep *loadtest.SimReport) {
 			if m.Load != nil {
 				load = fmt.Sprintf(" (%.3f of capacity)", *m.Load)
 			}
-			fmt.Fprintf(w, "  %-12s %10.2f req/s%s, %d probes\n", m.Policy, m.MaxRateRPS, load, len(m.Probes))
+			fmt.Fprintf(w, "  %-12s %-9s %10.2f req/s%s, %d probes", m.Policy, m.Batching, m.MaxRateRPS, load, len(m.Probes))
+			if m.MaxQueueDelayUs != nil {
+				fmt.Fprintf(w, ", max_queue_delay_us %d", *m.MaxQueueDelayUs)
+			}
+			if len(m.Calibration) > 0 {
+				fmt.Fprint(w, " (tuned:")
+				for _, d := range m.Calibration {
+					fmt.Fprintf(w, " %d us %.2f req/s;", d.MaxQueueDelayUs, d.MaxRateRPS)
+				}
+				fmt.Fprint(w, ")")
+			}
+			fmt.Fprintln(w)
 		}
 	}
 }

@@ -14,7 +14,10 @@ func TestSimulateFlagErrors(t *testing.T) {
 		args []string
 		want string // in stderr
 	}{
-		{[]string{"-batching", "fixed"}, "the batcher issue adds fixed and adaptive"},
+		{[]string{"-batching", "eager"}, `-batching: unknown batching mode "eager" (want off, fixed, adaptive or all)`},
+		{[]string{"-batching", "off,off"}, `-batching: "off" is listed twice`},
+		{[]string{"-batching", ","}, "-batching: name at least one mode"},
+		{[]string{"-max-queue-delay-us", "-5"}, "-max-queue-delay-us must not be negative"},
 		{[]string{"-load", "0"}, `-load: "0" is not a positive number`},
 		{[]string{"-load", "half"}, `-load: "half" is not a positive number`},
 		{[]string{"-rate", "-5"}, `-rate: "-5" is not a positive number`},
@@ -91,5 +94,41 @@ func TestSimulateWritesReports(t *testing.T) {
 	}
 	if h, err := os.ReadFile(htmlPath); err != nil || !bytes.Contains(h, []byte("fastest@0.4")) {
 		t.Errorf("html: %v, %d bytes", err, len(h))
+	}
+}
+
+func TestSimulateBatching(t *testing.T) {
+	dir := t.TempDir()
+	jsonPath := filepath.Join(dir, "sim.json")
+	var out, errb bytes.Buffer
+	rc := run([]string{"simulate", "-workload", "vision", "-requests", "2000", "-rate", "5000", "-batching", "off,fixed,adaptive",
+		"-max-queue-delay-us", "1000", "-json", jsonPath}, &out, &errb)
+	if rc != 0 {
+		t.Fatalf("exit %d: %s", rc, errb.String())
+	}
+	for _, want := range []string{"accelgate/off@5000rps", "accelgate/fixed@5000rps", "accelgate/adaptive@5000rps",
+		"accelgate/fixed@5000rps: max_queue_delay_us 1000"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("stdout lacks %q:\n%s", want, out.String())
+		}
+	}
+	var env struct {
+		Runs []struct {
+			Batching        string  `json:"batching"`
+			MeanBatchSize   float64 `json:"mean_batch_size"`
+			MaxQueueDelayUs *int64  `json:"max_queue_delay_us"`
+		} `json:"runs"`
+	}
+	b, err := os.ReadFile(jsonPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &env); err != nil {
+		t.Fatal(err)
+	}
+	if len(env.Runs) != 3 || env.Runs[0].Batching != "off" || env.Runs[2].Batching != "adaptive" ||
+		env.Runs[1].MaxQueueDelayUs == nil || *env.Runs[1].MaxQueueDelayUs != 1000 || env.Runs[2].MaxQueueDelayUs != nil ||
+		!(env.Runs[2].MeanBatchSize > env.Runs[0].MeanBatchSize) {
+		t.Errorf("runs %+v", env.Runs)
 	}
 }

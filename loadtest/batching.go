@@ -1,0 +1,457 @@
+package loadtest
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/accelgate/accelgate/backends"
+	"github.com/accelgate/accelgate/backends/emulator"
+	"github.com/accelgate/accelgate/batcher"
+	"github.com/accelgate/accelgate/router"
+)
+
+// Batching in the simulator.
+//
+// The gateway routes first, then batches: the router picks the backend, and
+// every backend has one batcher.Core holding that backend's queues. With
+// SimOptions.Batching fixed or adaptive, the simulator does the same:
+//
+//   - An embeddings or vision request is placed by the router, then Enqueued
+//     into the chosen backend's batcher (a full queue is outcome "shed").
+//   - The event loop's backend heap is keyed by the earlier of the
+//     emulator core's Next and the batcher's Next. At that time the core is
+//     advanced first (results come back, executors free up), then the
+//     batcher: Drop hands out the requests whose hard deadline passed while
+//     queued (outcome "timeout", never executed), and Poll(now, idle) the
+//     batches due. Each batch is submitted to the emulator core as ONE
+//     BatchJob with one Member per request (the emulator never forms
+//     batches). idle is what the gateway's batcher shell knows: the backend
+//     has fewer batches outstanding (dispatched, results not all back) than
+//     executors, for every batch class it serves.
+//   - LLM requests are never merged and go to the core at once, as with
+//     batching off: the batcher's admission queue (KindAdmission) is not
+//     simulated yet; the emulator core's own continuous batching queues them.
+//   - A request's latency runs from its arrival, so it includes the time it
+//     waited in the batcher.
+//
+// Modes (the fleet file's models[i].batching section supplies
+// max_batch_size, max_queue_size and aging; the mode comes from the flag):
+//
+//   - off: every request executes alone, exactly as before the batcher
+//     existed. The batcher is bypassed: its ModeOff would dispatch each
+//     request at its arrival instant, which is what submitting it directly
+//     does, and the steady-state results stay byte for byte the same.
+//   - fixed: Triton's dynamic batcher (batcher.ModeFixed) with
+//     preferred_batch_sizes [the profile's max_batch] unless the fleet file
+//     sets some (for the profiles' affine latency models the largest batch
+//     is the most efficient one) and max_queue_delay_us from FixedDelays,
+//     tuned per workload: see SimulateConfig.MaxQueueDelay.
+//   - adaptive: the deadline-aware batcher.ModeAdaptive, with simLatency as
+//     its Predictor.
+//
+// The router's books. With batching, a request's predicted service is the
+// batch it is expected to join, not itself alone: batchPredictor (the
+// router's ProfilePredictor for LLMs) takes the expected batch size n̂ on the
+// backend — the EWMA (α = 0.2, from 1) of the rows of the batches dispatched
+// there for the class, or the rows queued in the backend's batcher for the
+// class with the request's own when that is more (the EWMA lags when the
+// rate rises: at the start of a run it is still 1), at most MaxBatch — and
+// predicts
+//
+//	service = BatchTime(n̂, tokens per row × n̂)
+//	Busy    = service × rows / n̂             (the request's share of it)
+//	Wait    = BatchWork / executors          (as without batching)
+//	E2E     = RTT + Wait + service
+//
+// so the router charges each request BatchWork = its share (the books hold
+// the predicted batched work, not rows × the time of a batch of one), its
+// cost is its share of the batch's attributed cost (what the emulator
+// attributes: busy × items / batch items), and its SLO check sees the whole
+// batch's duration.
+
+// The batching modes of the simulator.
+const (
+	BatchingOff      = "off"
+	BatchingFixed    = "fixed"
+	BatchingAdaptive = "adaptive"
+)
+
+// BatchingModes returns the simulator's batching modes, in the order of
+// increasing sophistication.
+func BatchingModes() []string { return []string{BatchingOff, BatchingFixed, BatchingAdaptive} }
+
+// FixedDelays are the max_queue_delay_us values fixed batching is tuned over.
+var FixedDelays = []time.Duration{
+	100 * time.Microsecond, 500 * time.Microsecond, time.Millisecond, 2 * time.Millisecond, 5 * time.Millisecond,
+}
+
+// ParseBatching parses a comma-separated list of batching modes (off, fixed,
+// adaptive, or all).
+func ParseBatching(s string) ([]string, error) {
+	if strings.TrimSpace(s) == "all" {
+		return BatchingModes(), nil
+	}
+	var out []string
+	for _, p := range splitCSV(s) {
+		if err := checkBatching(p); err != nil {
+			return nil, err
+		}
+		for _, q := range out {
+			if q == p {
+				return nil, fmt.Errorf("-batching: %q is listed twice", p)
+			}
+		}
+		out = append(out, p)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("-batching: name at least one mode (%s) or all", strings.Join(BatchingModes(), ", "))
+	}
+	return out, nil
+}
+
+func checkBatching(mode string) error {
+	switch mode {
+	case BatchingOff, BatchingFixed, BatchingAdaptive:
+		return nil
+	}
+	return fmt.Errorf("-batching: unknown batching mode %q (want %s or all)", mode, strings.Join(BatchingModes(), ", "))
+}
+
+func splitCSV(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// batchClass returns the emulator class of a batchable op.
+func batchClass(op backends.Op) (emulator.BatchClass, bool) {
+	switch op {
+	case backends.OpTensor:
+		return emulator.ClassVision, true
+	case backends.OpEmbedding:
+		return emulator.ClassEmbedding, true
+	}
+	return 0, false
+}
+
+func classModel(p *backends.Profile, c emulator.BatchClass) *backends.BatchModel {
+	if c == emulator.ClassVision {
+		return p.Vision
+	}
+	return p.Embedding
+}
+
+// simLatency is the adaptive batcher's Predictor: the router's profile model
+// of a batch (the class's BatchModel), inflated by the router's margin as
+// the router inflates every prediction it compares with an SLO (covering
+// jitter), plus the backend's round trip. Requests with more rows than
+// MaxBatch run as several batches one after another.
+type simLatency struct {
+	descs  []*backends.Descriptor
+	margin float64
+}
+
+func (p simLatency) BatchLatency(backend int, m *backends.Model, rows, tokens int) time.Duration {
+	d := p.descs[backend]
+	c := emulator.ClassVision
+	if m.Kind == backends.ModelEmbedding {
+		c = emulator.ClassEmbedding
+	}
+	bm := classModel(d.Profile, c)
+	if bm == nil {
+		return d.RTT
+	}
+	rows = max(rows, 1)
+	var l time.Duration
+	for rest := rows; rest > 0; rest -= bm.MaxBatch {
+		b := min(rest, bm.MaxBatch)
+		l += bm.BatchTime(b, tokens*b/rows)
+	}
+	return d.RTT + time.Duration(float64(l)*(1+p.margin))
+}
+
+// batchPredictor is the router's predictor when batching is on; see the
+// notes above.
+type batchPredictor struct {
+	base router.ProfilePredictor
+	idx  map[*backends.Descriptor]int
+	sim  *Sim
+}
+
+func (p *batchPredictor) Predict(req *backends.Request, m *backends.Model, d *backends.Descriptor, l router.Load) router.Prediction {
+	c, ok := batchClass(req.Op)
+	if !ok {
+		return p.base.Predict(req, m, d, l)
+	}
+	bm := classModel(d.Profile, c)
+	items := max(req.Rows, 1)
+	b, known := p.idx[d]
+	if bm == nil || !known || items > bm.MaxBatch {
+		return p.base.Predict(req, m, d, l)
+	}
+	// n̂ stays fractional: rounding it would bias every share.
+	n := max(p.sim.rowsHat[b][c], float64(int(p.sim.queuedRows[b][c])+items))
+	n = min(n, float64(bm.MaxBatch))
+	perRow := float64(req.EstInputTokens) / float64(items)
+	ms := bm.BaseMs + bm.PerItemMs*n + bm.PerKTokensMs*perRow*n/1000
+	service := time.Duration(ms * float64(time.Millisecond))
+	var pr router.Prediction
+	pr.Wait = l.BatchWork / time.Duration(bm.Parallelism())
+	pr.TTFT = d.RTT + pr.Wait + service
+	pr.E2E = pr.TTFT
+	pr.Busy = time.Duration(float64(service) * float64(items) / n)
+	pr.CostUSD = pr.Busy.Seconds() * d.PricePerSecond()
+	return pr
+}
+
+// rowsHatAlpha is the EWMA weight of the newest batch in the expected batch
+// size the router's books use.
+const rowsHatAlpha = 0.2
+
+// batchRec tracks one dispatched batch until every member's result came
+// back or the member ended otherwise: the batcher shell's in-flight count.
+type batchRec struct {
+	left  int32
+	b     int32
+	class emulator.BatchClass
+}
+
+// initBatching builds the batchers (one per backend) for mode, with the
+// fleet file's per-model settings in cfgs.
+func (s *Sim) initBatching(mode batcher.Mode, cfgs map[string]batcher.Config, delay time.Duration, margin float64) {
+	s.batching = true
+	s.maxQueueDelay = delay
+	if delay <= 0 {
+		for _, cfg := range cfgs {
+			s.maxQueueDelay = max(s.maxQueueDelay, cfg.MaxQueueDelay)
+		}
+	}
+	pred := simLatency{descs: s.descs, margin: margin}
+	n := len(s.descs)
+	s.bcores = make([]*batcher.Core, n)
+	s.outstanding = make([][2]int32, n)
+	s.execs = make([][2]int32, n)
+	s.rowsHat = make([][2]float64, n)
+	s.queuedRows = make([][2]int32, n)
+	for i, d := range s.descs {
+		bc := make(map[string]batcher.Config, len(cfgs))
+		for name, cfg := range cfgs {
+			cfg.PreferredBatchSizes = append([]int(nil), cfg.PreferredBatchSizes...)
+			cfg.Mode = mode
+			if mode == batcher.ModeFixed {
+				m := s.models[name]
+				if len(cfg.PreferredBatchSizes) == 0 && m != nil {
+					var bm *backends.BatchModel
+					switch m.Kind {
+					case backends.ModelTensor:
+						bm = d.Profile.Vision
+					case backends.ModelEmbedding:
+						bm = d.Profile.Embedding
+					}
+					if bm != nil {
+						mb := bm.MaxBatch
+						if cfg.MaxBatchSize > 0 {
+							mb = min(mb, cfg.MaxBatchSize)
+						}
+						cfg.PreferredBatchSizes = []int{mb}
+					}
+				}
+				if delay > 0 {
+					cfg.MaxQueueDelay = delay
+				}
+			}
+			bc[name] = cfg
+		}
+		s.bcores[i] = batcher.NewCore(batcher.Options{
+			Backend: i, Profile: d.Profile, Models: s.models, Configs: bc, Predictor: pred,
+		})
+		for c := range 2 {
+			if bm := classModel(d.Profile, emulator.BatchClass(c)); bm != nil {
+				s.execs[i][c] = int32(bm.Parallelism())
+			}
+			s.rowsHat[i][c] = 1
+		}
+	}
+}
+
+// slotID returns the batcher request ID of slot i (its index in decimal).
+func (s *Sim) slotID(i int32) string {
+	for int(i) >= len(s.ids) {
+		s.ids = append(s.ids, strconv.Itoa(len(s.ids)))
+	}
+	return s.ids[i]
+}
+
+func slotOf(req *backends.Request) int32 {
+	n, err := strconv.Atoi(req.ID)
+	if err != nil {
+		panic("simulate: a batcher returned a request the simulator did not queue: " + req.ID)
+	}
+	return int32(n)
+}
+
+// enqueue queues request i (placed on backend b) in b's batcher at now.
+func (s *Sim) enqueue(i, b int32, now time.Time) {
+	r := s.reqs[i]
+	r.req.ID = s.slotID(i)
+	if err := s.bcores[b].Enqueue(now, &r.req); err != nil {
+		s.router.Done(now, r.dec, err)
+		switch {
+		case errors.Is(err, backends.ErrShed):
+			s.finishError(i, 429, "shed")
+		case errors.Is(err, backends.ErrBadRequest):
+			s.finishError(i, 400, "bad_request")
+		default:
+			s.finishError(i, 502, "unavailable")
+		}
+		return
+	}
+	r.queued = true
+	if c, ok := batchClass(r.item.Op); ok {
+		s.queuedRows[b][c] += int32(r.req.Rows)
+	}
+	s.pollBatcher(b, now)
+}
+
+// idleFor reports whether backend b has a free executor for every batch
+// class it serves, as far as the gateway knows (batches outstanding).
+func (s *Sim) idleFor(b int32) bool {
+	for c := range 2 {
+		if e := s.execs[b][c]; e > 0 && s.outstanding[b][c] >= e {
+			return false
+		}
+	}
+	return true
+}
+
+// pollBatcher fails the requests whose deadline passed in b's batcher and
+// dispatches the batches due at now.
+func (s *Sim) pollBatcher(b int32, now time.Time) {
+	bc := s.bcores[b]
+	t := int64(now.Sub(simEpoch))
+	s.dropped = bc.Drop(now, s.dropped[:0])
+	for k, req := range s.dropped {
+		i := slotOf(req)
+		s.unqueue(i)
+		s.timeout(i, t)
+		s.dropped[k] = nil
+	}
+	s.polled = bc.Poll(now, s.idleFor(b), s.polled[:0])
+	for k := range s.polled {
+		s.dispatch(b, &s.polled[k], now)
+		s.polled[k] = batcher.Batch{}
+	}
+}
+
+// dispatch submits one batch formed by b's batcher to b's emulator core as
+// one BatchJob with a Member per request.
+func (s *Sim) dispatch(b int32, bt *batcher.Batch, now time.Time) {
+	for _, req := range bt.Members {
+		i := slotOf(req)
+		s.unqueue(i)
+		s.reqs[i].wait = now.Sub(s.reqs[i].req.Arrival)
+	}
+	first := slotOf(bt.Members[0])
+	class, _ := batchClass(s.reqs[first].item.Op)
+	if s.down[b] {
+		for _, req := range bt.Members {
+			s.reqs[slotOf(req)].lost = true // never reaches the backend: it will time out
+		}
+		return
+	}
+	mb := s.maxBatch[b][class]
+	if len(bt.Members) == 1 && (mb == 0 || s.reqs[first].req.Rows > mb) {
+		// A request larger than MaxBatch runs alone, split by the backend.
+		if err := s.submit(first, b, now); err != nil {
+			s.failSubmit(first, now, err)
+		}
+		return
+	}
+	s.members = s.members[:0]
+	rows := 0
+	for _, req := range bt.Members {
+		i := slotOf(req)
+		r := s.reqs[i]
+		tok := 0
+		if r.item.Op == backends.OpEmbedding {
+			tok = r.item.InputTokens
+		}
+		s.members = append(s.members, emulator.Member{JobID: jobID(i, r.gen, 0), Items: r.req.Rows, Tokens: tok})
+		rows += r.req.Rows
+	}
+	job := emulator.BatchJob{ID: uint64(s.res.Batches), Class: class, Members: s.members}
+	if err := s.cores[b].SubmitBatch(now, &job); err != nil {
+		for _, req := range bt.Members {
+			s.failSubmit(slotOf(req), now, err)
+		}
+		return
+	}
+	rec := s.allocRec()
+	s.recs[rec] = batchRec{left: int32(len(bt.Members)), b: b, class: class}
+	s.outstanding[b][class]++
+	for _, req := range bt.Members {
+		r := s.reqs[slotOf(req)]
+		r.parts, r.left, r.rec = 1, 1, rec
+	}
+	s.res.Batches++
+	s.res.BatchItems += int64(rows)
+	s.rowsHat[b][class] += rowsHatAlpha * (float64(rows) - s.rowsHat[b][class])
+}
+
+// unqueue marks request i as out of its backend's batcher.
+func (s *Sim) unqueue(i int32) {
+	r := s.reqs[i]
+	if !r.queued {
+		return
+	}
+	r.queued = false
+	if c, ok := batchClass(r.item.Op); ok {
+		s.queuedRows[r.backend][c] -= int32(r.req.Rows)
+	}
+}
+
+// failSubmit ends request i whose submission failed at now.
+func (s *Sim) failSubmit(i int32, now time.Time, err error) {
+	r := s.reqs[i]
+	s.router.Done(now, r.dec, err)
+	s.cancelParts(i, now)
+	if errors.Is(err, backends.ErrBadRequest) {
+		s.finishError(i, 400, "bad_request")
+	} else {
+		s.finishError(i, 502, "unavailable")
+	}
+}
+
+func (s *Sim) allocRec() int32 {
+	if n := len(s.freeRecs); n > 0 {
+		k := s.freeRecs[n-1]
+		s.freeRecs = s.freeRecs[:n-1]
+		return k
+	}
+	s.recs = append(s.recs, batchRec{})
+	return int32(len(s.recs) - 1)
+}
+
+// memberEnded tells request i's batch record that i's share is over (its
+// result came back, or it timed out or failed).
+func (s *Sim) memberEnded(i int32) {
+	r := s.reqs[i]
+	k := r.rec
+	if k < 0 {
+		return
+	}
+	r.rec = -1
+	rec := &s.recs[k]
+	rec.left--
+	if rec.left == 0 {
+		s.outstanding[rec.b][rec.class]--
+		s.freeRecs = append(s.freeRecs, k)
+	}
+}
