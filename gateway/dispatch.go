@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/accelgate/accelgate/backends"
+	"github.com/accelgate/accelgate/batcher"
 	"github.com/accelgate/accelgate/router"
 )
 
@@ -17,7 +18,9 @@ const DefaultMaxAttempts = 2
 
 // Dispatcher is the protocol-independent request pipeline every front calls:
 // it places a request with the router (the router core, serialised by a
-// mutex), runs it on the chosen backend, feeds the outcome back to the router
+// mutex), runs it on the chosen backend through that backend's batcher
+// (tensor and embeddings requests are merged into batches, LLM requests pass
+// its admission queue; see batching.go), feeds the outcome back to the router
 // exactly once, and retries elsewhere within the hard timeout when a backend
 // fails before producing output.
 type Dispatcher struct {
@@ -27,12 +30,20 @@ type Dispatcher struct {
 	models   map[string]*backends.Model
 	clock    backends.Clock
 	attempts int
-	mismatch []bool // backends kept out of rotation by CheckMetadata
+	mismatch []bool                    // backends kept out of rotation by CheckMetadata
+	batchers []*batcher.Batcher        // one per backend, in router order
+	bcfg     map[string]batcher.Config // effective batching settings, by model
 }
 
 // NewDispatcher builds the pipeline over a fleet's backends (in router order)
-// and models.
-func NewDispatcher(bs []backends.Backend, models map[string]*backends.Model, rc router.Config, clock backends.Clock) (*Dispatcher, error) {
+// and models, with one batcher per backend (WithBatching sets the models'
+// batching settings; adaptive batching by default). Close closes the
+// batchers.
+func NewDispatcher(bs []backends.Backend, models map[string]*backends.Model, rc router.Config, clock backends.Clock, opts ...DispatcherOption) (*Dispatcher, error) {
+	var o dispatcherOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	if clock == nil {
 		clock = backends.RealClock
 	}
@@ -44,7 +55,12 @@ func NewDispatcher(bs []backends.Backend, models map[string]*backends.Model, rc 
 	if err != nil {
 		return nil, err
 	}
-	return &Dispatcher{r: r, backends: bs, models: models, clock: clock, attempts: DefaultMaxAttempts, mismatch: make([]bool, len(bs))}, nil
+	d := &Dispatcher{r: r, backends: bs, models: models, clock: clock, attempts: DefaultMaxAttempts, mismatch: make([]bool, len(bs))}
+	if err := d.newBatchers(o.batching); err != nil {
+		d.Close()
+		return nil, err
+	}
+	return d, nil
 }
 
 // Model returns the named model's settings, or backends.ErrUnknownModel.
@@ -123,11 +139,11 @@ func (d *Dispatcher) done(p *Placement, err error) {
 	d.mu.Unlock()
 }
 
-// Run executes a placed request and reports its outcome to the router. ctx
-// carries the hard timeout.
+// Run executes a placed request through the backend's batcher and reports its
+// outcome to the router. ctx carries the hard timeout.
 func (d *Dispatcher) Run(ctx context.Context, p *Placement, req *backends.Request, m *backends.Model, stream backends.StreamFunc) (*backends.Result, error) {
-	res, err := p.b.Do(ctx, req, m, stream)
-	if err != nil && ctx.Err() != nil && !errors.Is(err, context.Canceled) {
+	res, err := d.runBatched(ctx, p, req, m, stream)
+	if err != nil && ctx.Err() != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, backends.ErrTimeout) {
 		err = fmt.Errorf("%w: the request did not finish within its hard timeout (%w)", backends.ErrTimeout, err)
 	}
 	d.done(p, err)

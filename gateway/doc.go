@@ -16,10 +16,13 @@
 //     the handler returns), resolves the model, and applies the client's
 //     class, SLO targets and hard timeout from the x-accelgate-* headers.
 //  3. Non-streaming requests call Dispatcher.Do: Place asks the router core
-//     (under a mutex) for a backend, Run calls Backend.Do with a context that
-//     carries the hard timeout, and the outcome goes back to the router
-//     exactly once. A backend failure before any output is retried once on
-//     another backend.
+//     (under a mutex) for a backend, Run hands the request to that backend's
+//     batcher (package batcher; see batching.go) with a context that carries
+//     the hard timeout — tensor and embeddings requests are merged into
+//     batches, LLM requests wait in its admission queue and then call
+//     Backend.Do — and the outcome goes back to the router exactly once. A
+//     backend (or batch) failure before any output is retried once on another
+//     backend.
 //  4. Streaming requests are placed first, so the placement headers go out
 //     with the response headers; the backend then runs inside fasthttp's body
 //     stream writer, each chunk flushed as one server-sent event. The chunk

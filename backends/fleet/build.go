@@ -14,6 +14,7 @@ import (
 	"github.com/accelgate/accelgate/backends/kserve"
 	"github.com/accelgate/accelgate/backends/kservegrpc"
 	"github.com/accelgate/accelgate/backends/upstream"
+	"github.com/accelgate/accelgate/batcher"
 	"github.com/accelgate/accelgate/router"
 )
 
@@ -27,6 +28,10 @@ type Fleet struct {
 	Backends []backends.Backend
 	// Router is the validated router section.
 	Router router.Config
+	// Batching holds every model's effective batching settings (the models
+	// section's batching, defaults filled; batcher.DefaultConfig() where it
+	// is absent), by model name.
+	Batching map[string]batcher.Config
 }
 
 // BuildOptions are the run-time dependencies of Build.
@@ -46,11 +51,13 @@ func (f *File) Build(cat *catalog.Catalog, opts BuildOptions) (*Fleet, error) {
 	if opts.Getenv == nil {
 		opts.Getenv = os.Getenv
 	}
-	fl := &Fleet{Models: make(map[string]*backends.Model, len(f.Models)), Router: f.Router}
+	fl := &Fleet{Models: make(map[string]*backends.Model, len(f.Models)), Router: f.Router,
+		Batching: make(map[string]batcher.Config, len(f.Models))}
 	for i := range f.Models {
 		m := f.Models[i].Model()
 		fl.Models[m.Name] = m
 		fl.ModelOrder = append(fl.ModelOrder, m)
+		fl.Batching[m.Name] = f.Models[i].BatchingConfig()
 	}
 	for i := range f.Backends {
 		b := &f.Backends[i]

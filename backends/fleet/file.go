@@ -18,6 +18,7 @@ import (
 
 	"github.com/accelgate/accelgate/backends"
 	"github.com/accelgate/accelgate/backends/catalog"
+	"github.com/accelgate/accelgate/batcher"
 	"github.com/accelgate/accelgate/router"
 )
 
@@ -77,6 +78,49 @@ type ModelSpec struct {
 	// Required for tensor models.
 	Inputs  []backends.TensorSpec `yaml:"inputs"`
 	Outputs []backends.TensorSpec `yaml:"outputs"`
+	// Batching is the model's dynamic-batching settings on every backend that
+	// serves it (package batcher; Triton's dynamic batcher's meaning). Absent
+	// means batching off for now: the adaptive mode holds a lone request while
+	// it expects company, which a client that sends one request at a time
+	// pays on every request (see the README's Status); a section without a
+	// mode gets adaptive.
+	// Decoded strictly (an unknown key is an error):
+	//
+	//	batching:
+	//	  mode: adaptive             # off | fixed | adaptive (default adaptive)
+	//	  max_batch_size: 32         # rows per batch; 0 (default) = the hardware
+	//	                             # profile's max_batch, and it is capped by it
+	//	  preferred_batch_sizes: [8, 16]  # fixed: dispatch at once at these sizes
+	//	  max_queue_delay_us: 2000   # fixed: longest wait for a preferred size;
+	//	                             # adaptive: wait budget of a batch without an
+	//	                             # SLO target (default 2000 µs, never fails a request)
+	//	  max_queue_size: 1024       # requests queued per backend; beyond: 429 (default 1024)
+	//	  aging_limit_ms:            # a request waiting this long is served as the
+	//	    standard: 500            # class above (defaults standard 500, sheddable
+	//	    sheddable: 2000          # 2000; -1 disables aging for the class)
+	//
+	// Tensor and embedding requests are merged into batches (mode off: each
+	// request alone). For an llm model the settings shape the backend's
+	// admission queue (mode, max_queue_size and aging_limit_ms apply; mode off
+	// disables the admission queue and requests go to the backend at once).
+	// Validate applies SetDefaults and reports bad values by field, e.g.
+	// "models[2].batching.max_queue_delay_us: must not be negative".
+	Batching *batcher.Config `yaml:"batching"`
+}
+
+// BatchingConfig returns the model's effective batching settings: the
+// batching section with its defaults filled, or batcher.DefaultConfig() with
+// mode off when the section is absent.
+func (m *ModelSpec) BatchingConfig() batcher.Config {
+	if m.Batching == nil {
+		c := batcher.DefaultConfig()
+		c.Mode = batcher.ModeOff
+		return c
+	}
+	c := *m.Batching
+	c.PreferredBatchSizes = slices.Clone(c.PreferredBatchSizes)
+	c.SetDefaults()
+	return c
 }
 
 // SLOSpec is one priority's latency targets in milliseconds; 0 means none.
@@ -212,6 +256,12 @@ func (f *File) Validate(cat *catalog.Catalog) error {
 			m.Timeout = backends.DefaultTimeout
 		} else if m.Timeout < 0 {
 			bad(at+".timeout", "must be positive")
+		}
+		if m.Batching != nil {
+			m.Batching.SetDefaults()
+			if err := m.Batching.Validate(at + ".batching"); err != nil {
+				errs = append(errs, err)
+			}
 		}
 		switch backends.ModelKind(m.Kind) {
 		case backends.ModelLLM:

@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -17,6 +19,7 @@ import (
 	"github.com/accelgate/accelgate/backends"
 	"github.com/accelgate/accelgate/backends/catalog"
 	"github.com/accelgate/accelgate/backends/fleet"
+	"github.com/accelgate/accelgate/batcher"
 	"github.com/accelgate/accelgate/router"
 )
 
@@ -912,5 +915,93 @@ backends:
 	up, _ := fleet.Parse([]byte("models: [{name: llm, kind: llm}]\nbackends:\n  - {name: v, hardware: l4, transport: openai, url: 'http://h:1', replicas: 2, models: [llm]}\n"))
 	if err := up.Validate(cat); err == nil || !strings.Contains(err.Error(), "backends[0].replicas") {
 		t.Fatalf("replicated upstream: %v", err)
+	}
+}
+
+// TestBatchingSection: a model's batching section is decoded strictly into
+// batcher.Config, defaulted, and carried into Fleet.Batching; a model without
+// one gets batcher.DefaultConfig().
+func TestBatchingSection(t *testing.T) {
+	src := `
+models:
+  - name: llm
+    kind: llm
+    batching: {mode: "off"}
+  - name: emb
+    kind: embedding
+    dimension: 768
+  - name: vis
+    kind: tensor
+    inputs: [{name: input, datatype: FP32, shape: [-1, 3, 224, 224]}]
+    outputs: [{name: output, datatype: FP32, shape: [-1, 1000]}]
+    batching:
+      mode: fixed
+      max_batch_size: 16
+      preferred_batch_sizes: [8, 4]
+      max_queue_delay_us: 1500
+      max_queue_size: 64
+      aging_limit_ms: {standard: 100, sheddable: -1}
+` + backend0
+	f := mustValidate(t, src)
+	fl, err := f.Build(catalog.Default(), fleet.BuildOptions{Getenv: func(string) string { return "" }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fl.Close()
+	vis := fl.Batching["vis"]
+	if vis.Mode != batcher.ModeFixed || vis.MaxBatchSize != 16 || !slices.Equal(vis.PreferredBatchSizes, []int{4, 8}) ||
+		vis.MaxQueueDelay != 1500*time.Microsecond || vis.MaxQueueSize != 64 ||
+		vis.AgingLimit[backends.Standard] != 100*time.Millisecond || vis.AgingLimit[backends.Sheddable] != -time.Millisecond {
+		t.Errorf("vis batching %+v", vis)
+	}
+	if llm := fl.Batching["llm"]; llm.Mode != batcher.ModeOff || llm.MaxQueueSize != batcher.DefaultMaxQueueSize {
+		t.Errorf("llm batching %+v", llm)
+	}
+	off := batcher.DefaultConfig()
+	off.Mode = batcher.ModeOff
+	if emb := fl.Batching["emb"]; !reflect.DeepEqual(emb, off) {
+		t.Errorf("emb batching %+v, want the defaults with mode off %+v", emb, off)
+	}
+	// The default fleet has no batching sections: batching is opt-in for now.
+	def, err := fleet.Default(catalog.Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range def.Models {
+		if c := def.Models[i].BatchingConfig(); c.Mode != batcher.ModeOff {
+			t.Errorf("default fleet %s: mode %v", def.Models[i].Name, c.Mode)
+		}
+	}
+}
+
+// TestBatchingBadValuesNameTheField: a bad batching value is reported with
+// its field path; unknown keys and modes are parse errors.
+func TestBatchingBadValuesNameTheField(t *testing.T) {
+	withBatching := func(b string) string {
+		return strings.Replace(models, "    outputs: [{name: output, datatype: FP32, shape: [-1, 1000]}]\n",
+			"    outputs: [{name: output, datatype: FP32, shape: [-1, 1000]}]\n    batching: "+b+"\n", 1) + backend0
+	}
+	for _, tc := range []struct{ batching, want string }{
+		{"{max_queue_delay_us: -5}", "models[2].batching.max_queue_delay_us: must not be negative"},
+		{"{max_batch_size: -1}", "models[2].batching.max_batch_size"},
+		{"{max_batch_size: 8, preferred_batch_sizes: [4, 16]}", "models[2].batching.preferred_batch_sizes[1]: 16 is larger than max_batch_size 8"},
+		{"{preferred_batch_sizes: [0]}", "models[2].batching.preferred_batch_sizes[0]: must be at least 1"},
+		{"{max_queue_size: -3}", "models[2].batching.max_queue_size"},
+	} {
+		_, err := parseValidate(t, withBatching(tc.batching))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("batching %s: error %v, want %q", tc.batching, err, tc.want)
+		}
+	}
+	for _, tc := range []struct{ batching, want string }{
+		{"{mode: sometimes}", "mode"},
+		{"{max_delay_us: 5}", "max_delay_us"},
+		{"{aging_limit_ms: {urgent: 5}}", "urgent"},
+		{"{max_queue_size: lots}", "lots"},
+	} {
+		_, err := fleet.Parse([]byte(withBatching(tc.batching)))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("batching %s: parse error %v, want one naming %q", tc.batching, err, tc.want)
+		}
 	}
 }

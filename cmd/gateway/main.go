@@ -51,6 +51,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 	if err != nil {
 		return err
 	}
+	// After the fronts stop (cli.Serve returns), fail whatever is still
+	// queued in the batchers, then (the earlier defer) close the backends.
+	defer srv.Dispatcher().Close()
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
 		return err
