@@ -27,9 +27,11 @@
 //     timeouts and the workload's next arrival, in time order (ties:
 //     scenario changes, then core events by backend, then timeouts, then
 //     arrivals). Each Item becomes a backends.Request (SimRequest), is
-//     placed (router.Place), submitted (an LLMJob, or one batch per request:
-//     no batcher yet) and finished by router.Done at its done event or its
-//     hard timeout; its Outcome goes to the same Recorder as a live run's.
+//     placed (router.Place), submitted (an LLMJob, or — with -batching off —
+//     one batch per request; with fixed or adaptive batching the request
+//     joins the backend's batcher.Core and its batches are submitted
+//     whole) and finished by router.Done at its done event or its hard
+//     timeout; its Outcome goes to the same Recorder as a live run's.
 //     Scenarios (PlanScenario) slow one backend down from halfway (drift,
 //     emulator.Core.SetSlowdown) or partition an edge node for a minute
 //     (edge-failure: its requests time out). Simulate runs policies × loads

@@ -57,8 +57,9 @@ type Predictor interface {
 //	E2E   = TTFT + (O − 1) × TPOT
 //	Busy  = PrefillTime(prompt) + s × O × DecodeStep(n) / n
 //
-// Batch classes (vision, embeddings; one batch per request until the batcher
-// merges requests): wait = BatchWork / executors, service = BatchTime(items,
+// Batch classes (vision, embeddings; predicted as one batch per request — the
+// simulator wraps this predictor to share a batch's time when it batches):
+// wait = BatchWork / executors, service = BatchTime(items,
 // tokens), E2E = RTT + wait + service, Busy = service.
 type ProfilePredictor struct{}
 
