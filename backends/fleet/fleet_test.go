@@ -814,8 +814,8 @@ func TestWriteTable(t *testing.T) {
 
 func fmtPrice(p float64) string { return fmt.Sprintf("%.4f", p) }
 
-func TestBuildKServeGRPCTransport(t *testing.T) {
-	src := `
+func TestBuildKServeTransports(t *testing.T) {
+	const tmpl = `
 models:
   - name: vis
     kind: tensor
@@ -824,54 +824,30 @@ models:
 backends:
   - name: triton-0
     hardware: l4
-    transport: kserve-grpc
-    url: grpc://127.0.0.1:8001
+    transport: %s
+    url: %s
     models: [vis]
 `
-	cat := catalog.Default()
-	f, err := fleet.Parse([]byte(src))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Validate(cat); err != nil {
-		t.Fatal(err)
-	}
-	fl, err := f.Build(cat, fleet.BuildOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fl.Close()
-	d := fl.Backends[0].Descriptor()
-	if d.Transport != fleet.TransportKServeGRPC || d.Name != "triton-0" {
-		t.Fatalf("descriptor %+v", d)
-	}
-	if _, ok := fl.Backends[0].(backends.MetadataSource); !ok {
-		t.Fatal("a kserve-grpc backend must report model metadata")
-	}
-	// The same model behind a KServe v2 HTTP server.
-	httpSrc := strings.Replace(strings.Replace(src, "kserve-grpc", "kserve-http", 1), "grpc://127.0.0.1:8001", "http://127.0.0.1:8000", 1)
-	hf, err := fleet.Parse([]byte(httpSrc))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := hf.Validate(cat); err != nil {
-		t.Fatal(err)
-	}
-	hfl, err := hf.Build(cat, fleet.BuildOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer hfl.Close()
-	if hfl.Backends[0].Descriptor().Transport != fleet.TransportKServeHTTP {
-		t.Fatalf("transport %q", hfl.Backends[0].Descriptor().Transport)
-	}
-	if _, ok := hfl.Backends[0].(backends.MetadataSource); !ok {
-		t.Fatal("a kserve-http backend must report model metadata")
+	for _, c := range []struct{ transport, url string }{
+		{fleet.TransportKServeGRPC, "grpc://127.0.0.1:8001"},
+		{fleet.TransportKServeHTTP, "http://127.0.0.1:8000"},
+	} {
+		cat := catalog.Default()
+		fl, err := mustValidate(t, fmt.Sprintf(tmpl, c.transport, c.url)).Build(cat, fleet.BuildOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer fl.Close()
+		if d := fl.Backends[0].Descriptor(); d.Transport != c.transport || d.Name != "triton-0" {
+			t.Fatalf("%s: descriptor %+v", c.transport, d)
+		}
+		if _, ok := fl.Backends[0].(backends.MetadataSource); !ok {
+			t.Fatalf("a %s backend must report model metadata", c.transport)
+		}
 	}
 	// A gRPC URL without a port is refused.
-	bad := strings.Replace(src, "grpc://127.0.0.1:8001", "grpc://127.0.0.1", 1)
-	if f, _ := fleet.Parse([]byte(bad)); f.Validate(cat) == nil || !strings.Contains(f.Validate(cat).Error(), "backends[0].url") {
-		t.Fatal("grpc URL without a port accepted")
+	if _, err := parseValidate(t, fmt.Sprintf(tmpl, fleet.TransportKServeGRPC, "grpc://127.0.0.1")); err == nil || !strings.Contains(err.Error(), "backends[0].url") {
+		t.Fatalf("grpc URL without a port: %v", err)
 	}
 }
 
@@ -888,14 +864,7 @@ backends:
     hardware: l4
     models: [llm]
 `
-	cat := catalog.Default()
-	f, err := fleet.Parse([]byte(src))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Validate(cat); err != nil {
-		t.Fatal(err)
-	}
+	f := mustValidate(t, src)
 	var names []string
 	seeds := map[int64]bool{}
 	for _, b := range f.Backends {
@@ -909,11 +878,11 @@ backends:
 		t.Fatalf("replicas must get distinct seeds: %v", seeds)
 	}
 	// Validate is idempotent on an expanded file, and replicas of an upstream are refused.
-	if err := f.Validate(cat); err != nil || len(f.Backends) != 4 {
+	if err := f.Validate(catalog.Default()); err != nil || len(f.Backends) != 4 {
 		t.Fatalf("second Validate: %v, %d backends", err, len(f.Backends))
 	}
-	up, _ := fleet.Parse([]byte("models: [{name: llm, kind: llm}]\nbackends:\n  - {name: v, hardware: l4, transport: openai, url: 'http://h:1', replicas: 2, models: [llm]}\n"))
-	if err := up.Validate(cat); err == nil || !strings.Contains(err.Error(), "backends[0].replicas") {
+	_, err := parseValidate(t, "models: [{name: llm, kind: llm}]\nbackends:\n  - {name: v, hardware: l4, transport: openai, url: 'http://h:1', replicas: 2, models: [llm]}\n")
+	if err == nil || !strings.Contains(err.Error(), "backends[0].replicas") {
 		t.Fatalf("replicated upstream: %v", err)
 	}
 }
