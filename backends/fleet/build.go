@@ -78,43 +78,47 @@ func (f *File) Build(cat *catalog.Catalog, opts BuildOptions) (*Fleet, error) {
 		if b.PricePerHour != nil {
 			desc.PricePerHour = *b.PricePerHour
 		}
-		var be backends.Backend
-		switch b.Transport {
-		case TransportOpenAI:
-			key := ""
-			if b.APIKeyEnv != "" {
-				key = opts.Getenv(b.APIKeyEnv)
-			}
-			u, err := upstream.New(desc, upstream.Config{URL: b.URL, APIKey: key})
-			if err != nil {
-				fl.Close()
-				return nil, fmt.Errorf("backends[%d]: %w", i, err)
-			}
-			be = u
-		case TransportKServeHTTP:
-			u, err := kserve.NewHTTP(desc, kserve.HTTPConfig{URL: b.URL})
-			if err != nil {
-				fl.Close()
-				return nil, fmt.Errorf("backends[%d]: %w", i, err)
-			}
-			be = u
-		case TransportKServeGRPC:
-			u, err := kservegrpc.New(desc, kservegrpc.Config{Target: strings.TrimPrefix(b.URL, "grpc://")})
-			if err != nil {
-				fl.Close()
-				return nil, fmt.Errorf("backends[%d]: %w", i, err)
-			}
-			be = u
-		default:
-			cfg := emulator.Config{JitterSigma: 0.05}
-			if b.Jitter != nil {
-				cfg.JitterSigma = *b.Jitter
-			}
-			be = emulator.New(desc, emulator.Options{Clock: opts.Clock, Seed: b.Seed, Config: cfg})
+		be, err := newBackend(desc, b, opts)
+		if err != nil {
+			fl.Close()
+			return nil, fmt.Errorf("backends[%d]: %w", i, err)
 		}
 		fl.Backends = append(fl.Backends, be)
 	}
 	return fl, nil
+}
+
+// newBackend constructs the backend an entry's transport names.
+func newBackend(desc *backends.Descriptor, b *BackendSpec, opts BuildOptions) (backends.Backend, error) {
+	switch b.Transport {
+	case TransportOpenAI:
+		key := ""
+		if b.APIKeyEnv != "" {
+			key = opts.Getenv(b.APIKeyEnv)
+		}
+		u, err := upstream.New(desc, upstream.Config{URL: b.URL, APIKey: key})
+		if err != nil {
+			return nil, err
+		}
+		return u, nil
+	case TransportKServeHTTP:
+		u, err := kserve.NewHTTP(desc, kserve.HTTPConfig{URL: b.URL})
+		if err != nil {
+			return nil, err
+		}
+		return u, nil
+	case TransportKServeGRPC:
+		u, err := kservegrpc.New(desc, kservegrpc.Config{Target: strings.TrimPrefix(b.URL, "grpc://")})
+		if err != nil {
+			return nil, err
+		}
+		return u, nil
+	}
+	cfg := emulator.DefaultConfig()
+	if b.Jitter != nil {
+		cfg.JitterSigma = *b.Jitter
+	}
+	return emulator.New(desc, emulator.Options{Clock: opts.Clock, Seed: b.Seed, Config: cfg}), nil
 }
 
 // Descriptors returns the backends' descriptors in fleet order.
