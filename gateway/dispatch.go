@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -28,6 +30,7 @@ type Dispatcher struct {
 	r        *router.Router
 	backends []backends.Backend
 	models   map[string]*backends.Model
+	sorted   []*backends.Model // models by name, for the listing endpoints
 	clock    backends.Clock
 	attempts int
 	mismatch []bool                    // backends kept out of rotation by CheckMetadata
@@ -37,7 +40,7 @@ type Dispatcher struct {
 
 // NewDispatcher builds the pipeline over a fleet's backends (in router order)
 // and models, with one batcher per backend (WithBatching sets the models'
-// batching settings; adaptive batching by default). Close closes the
+// batching settings; models without settings are not batched). Close closes the
 // batchers.
 func NewDispatcher(bs []backends.Backend, models map[string]*backends.Model, rc router.Config, clock backends.Clock, opts ...DispatcherOption) (*Dispatcher, error) {
 	var o dispatcherOptions
@@ -56,6 +59,10 @@ func NewDispatcher(bs []backends.Backend, models map[string]*backends.Model, rc 
 		return nil, err
 	}
 	d := &Dispatcher{r: r, backends: bs, models: models, clock: clock, attempts: DefaultMaxAttempts, mismatch: make([]bool, len(bs))}
+	for _, m := range models {
+		d.sorted = append(d.sorted, m)
+	}
+	slices.SortFunc(d.sorted, func(a, b *backends.Model) int { return strings.Compare(a.Name, b.Name) })
 	if err := d.newBatchers(o.batching); err != nil {
 		d.Close()
 		return nil, err
@@ -74,6 +81,9 @@ func (d *Dispatcher) Model(name string) (*backends.Model, error) {
 
 // Models returns the model table (read-only).
 func (d *Dispatcher) Models() map[string]*backends.Model { return d.models }
+
+// SortedModels returns the models ordered by name (read-only; built once).
+func (d *Dispatcher) SortedModels() []*backends.Model { return d.sorted }
 
 // Backends returns the fleet's backends in router order.
 func (d *Dispatcher) Backends() []backends.Backend { return d.backends }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"math"
-	"sort"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -241,17 +240,12 @@ func tensorMetadata(specs []backends.TensorSpec) []*inference.ModelMetadataRespo
 // state: READY when a backend serving it may receive traffic, otherwise
 // UNAVAILABLE with the reason.
 func (f *grpcFront) RepositoryIndex(_ context.Context, r *inference.RepositoryIndexRequest) (*inference.RepositoryIndexResponse, error) {
-	models := f.d.Models()
-	names := make([]string, 0, len(models))
-	for n, m := range models {
-		if m.Kind == backends.ModelTensor {
-			names = append(names, n)
-		}
-	}
-	sort.Strings(names)
 	resp := &inference.RepositoryIndexResponse{}
-	for _, n := range names {
-		m := models[n]
+	for _, m := range f.d.SortedModels() {
+		if m.Kind != backends.ModelTensor {
+			continue
+		}
+		n := m.Name
 		ready := f.d.ModelReady(n)
 		if r.GetReady() && !ready {
 			continue

@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -247,18 +246,14 @@ func (s *Server) handleKServeRepositoryIndex(ctx *fasthttp.RequestCtx) {
 			return
 		}
 	}
-	names := make([]string, 0, len(s.d.Models()))
-	for n, m := range s.d.Models() {
-		if m.Kind == backends.ModelTensor {
-			names = append(names, n)
-		}
-	}
-	sort.Strings(names)
 	b := getBuf()
 	*b = append(*b, '[')
 	n := 0
-	for _, name := range names {
-		m := s.d.Models()[name]
+	for _, m := range s.d.SortedModels() {
+		if m.Kind != backends.ModelTensor {
+			continue
+		}
+		name := m.Name
 		ready := s.d.ModelReady(name)
 		if onlyReady && !ready {
 			continue

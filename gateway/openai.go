@@ -8,7 +8,6 @@ import (
 	"encoding/binary"
 
 	"math"
-	"sort"
 	"strconv"
 	"sync"
 
@@ -235,18 +234,13 @@ func appendEmbeddingResponse(b []byte, model string, res *backends.Result, b64 b
 }
 
 func (s *Server) handleModels(ctx *fasthttp.RequestCtx) {
-	names := make([]string, 0, len(s.d.Models()))
-	for n := range s.d.Models() {
-		names = append(names, n)
-	}
-	sort.Strings(names)
 	b := getBuf()
 	*b = append(*b, `{"object":"list","data":[`...)
-	for i, n := range names {
+	for i, m := range s.d.SortedModels() {
 		if i > 0 {
 			*b = append(*b, ',')
 		}
-		*b = appendModelObject(*b, s.d.Models()[n])
+		*b = appendModelObject(*b, m)
 	}
 	*b = append(*b, "]}"...)
 	ctx.SetContentType("application/json")
