@@ -132,11 +132,18 @@ func (ProfilePredictor) Predict(req *backends.Request, m *backends.Model, d *bac
 	return p
 }
 
+// never marks an infeasible prediction's durations.
+const never = time.Duration(1<<62 - 1)
+
 // infeasible is the prediction for hardware that cannot run the request.
 func infeasible() Prediction {
-	const never = time.Duration(1<<62 - 1)
 	return Prediction{Wait: never, TTFT: never, TPOT: never, E2E: never, Busy: never, CostUSD: 1e300}
 }
+
+// Feasible reports whether the hardware can run the request at all (a
+// Predictor returns an infeasible prediction when the profile lacks the
+// workload class).
+func (p Prediction) Feasible() bool { return p.Busy != never }
 
 // charge is the work a placed request adds to a backend's books.
 func charge(req *backends.Request, p Prediction) Load {

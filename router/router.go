@@ -109,7 +109,7 @@ func (r *Router) Place(now time.Time, req *backends.Request, m *backends.Model, 
 			continue
 		}
 		p := r.pred.Predict(req, m, t.desc, t.loadAt(now))
-		if p.Busy == infeasible().Busy {
+		if !p.Feasible() {
 			continue
 		}
 		if minWait < 0 || p.Wait < minWait {
@@ -154,7 +154,7 @@ func (r *Router) roundRobin(now time.Time, req *backends.Request, m *backends.Mo
 			continue
 		}
 		p := r.pred.Predict(req, m, t.desc, t.loadAt(now))
-		if p.Busy == infeasible().Busy {
+		if !p.Feasible() {
 			continue
 		}
 		mt.rr = (mt.rr + k + 1) % n
