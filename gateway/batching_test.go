@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
-	"net"
 	"runtime"
 	"slices"
 	"strconv"
@@ -16,7 +15,6 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
-	"github.com/valyala/fasthttp/fasthttputil"
 
 	"github.com/accelgate/accelgate/backends"
 	"github.com/accelgate/accelgate/backends/emulator"
@@ -175,12 +173,7 @@ func newBatchEnv(t *testing.T, be backends.Backend, cfgs map[string]batcher.Conf
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := NewServer(Config{}, d, backends.RealClock)
-	ln := fasthttputil.NewInmemoryListener()
-	go s.Serve(ln)
-	t.Cleanup(func() { s.Shutdown(); ln.Close(); d.Close() })
-	c := &fasthttp.Client{Dial: func(string) (net.Conn, error) { return ln.Dial() }}
-	return &testEnv{srv: s, ln: ln, c: c, clock: backends.RealClock}
+	return serveInmemory(t, Config{}, d, backends.RealClock)
 }
 
 // fixedCfg holds requests until rows rows are queued (a very long queue
@@ -626,11 +619,7 @@ func TestBatchEmulatorOneBatch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := NewServer(Config{}, d, clk)
-	ln := fasthttputil.NewInmemoryListener()
-	go s.Serve(ln)
-	t.Cleanup(func() { s.Shutdown(); ln.Close(); d.Close() })
-	e := &testEnv{srv: s, ln: ln, c: &fasthttp.Client{Dial: func(string) (net.Conn, error) { return ln.Dial() }}, clock: clk}
+	e := serveInmemory(t, Config{}, d, clk)
 
 	rows := []int{1, 2, 3}
 	var chans []<-chan answer

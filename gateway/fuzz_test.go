@@ -4,14 +4,12 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"net"
 	"strings"
 	"testing"
 	"time"
 	"unicode/utf8"
 
 	"github.com/valyala/fasthttp"
-	"github.com/valyala/fasthttp/fasthttputil"
 
 	"github.com/accelgate/accelgate/backends"
 	"github.com/accelgate/accelgate/router"
@@ -289,12 +287,7 @@ func newFuzzServer(f *testing.F) *fuzzServer {
 	if err != nil {
 		f.Fatal(err)
 	}
-	s := NewServer(Config{MaxBodyBytes: fuzzMaxBody}, d, backends.RealClock)
-	ln := fasthttputil.NewInmemoryListener()
-	go s.Serve(ln)
-	f.Cleanup(func() { s.Shutdown(); ln.Close() })
-	c := &fasthttp.Client{Dial: func(string) (net.Conn, error) { return ln.Dial() }, MaxConnsPerHost: 64}
-	return &fuzzServer{be: be, c: c}
+	return &fuzzServer{be: be, c: serveInmemory(f, Config{MaxBodyBytes: fuzzMaxBody}, d, backends.RealClock).c}
 }
 
 var fuzzPaths = [...]string{"/v1/chat/completions", "/v1/completions", "/v1/embeddings"}

@@ -113,12 +113,21 @@ func newEnv(t testing.TB, cfg Config, bes ...*instant) *testEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
+	e := serveInmemory(t, cfg, d, clock)
+	e.be = bes
+	return e
+}
+
+// serveInmemory serves the HTTP front over d on an in-memory listener and
+// returns a client for it; the server, listener and dispatcher are closed
+// when the test ends.
+func serveInmemory(t testing.TB, cfg Config, d *Dispatcher, clock backends.Clock) *testEnv {
 	s := NewServer(cfg, d, clock)
 	ln := fasthttputil.NewInmemoryListener()
 	go s.Serve(ln)
-	t.Cleanup(func() { s.Shutdown(); ln.Close() })
-	c := &fasthttp.Client{Dial: func(string) (net.Conn, error) { return ln.Dial() }}
-	return &testEnv{srv: s, be: bes, ln: ln, c: c, clock: clock}
+	t.Cleanup(func() { s.Shutdown(); ln.Close(); d.Close() })
+	c := &fasthttp.Client{Dial: func(string) (net.Conn, error) { return ln.Dial() }, MaxConnsPerHost: 64, MaxResponseBodySize: 64 << 20}
+	return &testEnv{srv: s, ln: ln, c: c, clock: clock}
 }
 
 // do sends one request and returns the response (caller releases it).

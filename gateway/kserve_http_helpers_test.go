@@ -4,14 +4,10 @@ import (
 	"context"
 	"encoding/binary"
 	"math"
-	"net"
 	"strings"
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/valyala/fasthttp"
-	"github.com/valyala/fasthttp/fasthttputil"
 
 	"github.com/accelgate/accelgate/backends"
 	"github.com/accelgate/accelgate/router"
@@ -145,10 +141,5 @@ func newKSEnv(t testing.TB, cfg Config, rc router.Config, bes ...*ksFake) *testE
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := NewServer(cfg, d, backends.RealClock)
-	ln := fasthttputil.NewInmemoryListener()
-	go s.Serve(ln)
-	t.Cleanup(func() { s.Shutdown(); ln.Close() })
-	c := &fasthttp.Client{Dial: func(string) (net.Conn, error) { return ln.Dial() }, MaxResponseBodySize: 64 << 20}
-	return &testEnv{srv: s, ln: ln, c: c, clock: backends.RealClock}
+	return serveInmemory(t, cfg, d, backends.RealClock)
 }
