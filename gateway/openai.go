@@ -10,6 +10,7 @@ import (
 	"math"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/valyala/fasthttp"
 
@@ -44,6 +45,24 @@ func (s *Server) modelFor(req *backends.Request) (*backends.Model, error) {
 	return m, nil
 }
 
+// prepareOpenAI finishes a decoded OpenAI request: it resolves the model,
+// applies the client's class, targets and timeout, keeps a copy of the body
+// for upstream passthrough and names the request in the response. On error it
+// answers the client and reports false.
+func (s *Server) prepareOpenAI(ctx *fasthttp.RequestCtx, req *backends.Request, body []byte, now time.Time) (*backends.Model, bool) {
+	m, err := s.modelFor(req)
+	if err == nil {
+		err = applyHeaders(req, m, ctx.Request.Header.Peek, now)
+	}
+	if err != nil {
+		s.writeError(ctx, err)
+		return nil, false
+	}
+	req.Body = append([]byte(nil), body...)
+	ctx.Response.Header.Set(HeaderRequestID, req.ID)
+	return m, true
+}
+
 func (s *Server) handleLLM(ctx *fasthttp.RequestCtx, op backends.Op) {
 	now := s.clock.Now()
 	prefix := "chatcmpl-"
@@ -56,18 +75,11 @@ func (s *Server) handleLLM(ctx *fasthttp.RequestCtx, op backends.Op) {
 		s.writeError(ctx, err)
 		return
 	}
-	m, err := s.modelFor(req)
-	if err != nil {
-		s.writeError(ctx, err)
+	m, ok := s.prepareOpenAI(ctx, req, body, now)
+	if !ok {
 		return
 	}
-	if err := applyHeaders(req, m, ctx.Request.Header.Peek, now); err != nil {
-		s.writeError(ctx, err)
-		return
-	}
-	req.Body = append([]byte(nil), body...)
 	created := now.Unix()
-	ctx.Response.Header.Set(HeaderRequestID, req.ID)
 	if !req.Stream {
 		if res, _, ok := s.runUnary(ctx, req, m, (*Server).writeError); ok {
 			writeOpenAIResult(ctx, res, func(b []byte) []byte { return appendLLMResponse(b, req, res, created) })
@@ -180,17 +192,10 @@ func (s *Server) handleEmbeddings(ctx *fasthttp.RequestCtx) {
 		s.writeError(ctx, err)
 		return
 	}
-	m, err := s.modelFor(req)
-	if err != nil {
-		s.writeError(ctx, err)
+	m, ok := s.prepareOpenAI(ctx, req, body, now)
+	if !ok {
 		return
 	}
-	if err := applyHeaders(req, m, ctx.Request.Header.Peek, now); err != nil {
-		s.writeError(ctx, err)
-		return
-	}
-	req.Body = append([]byte(nil), body...)
-	ctx.Response.Header.Set(HeaderRequestID, req.ID)
 	if res, _, ok := s.runUnary(ctx, req, m, (*Server).writeError); ok {
 		writeOpenAIResult(ctx, res, func(b []byte) []byte { return appendEmbeddingResponse(b, req.Model, res, b64) })
 	}
