@@ -61,14 +61,23 @@ type LLMModel struct {
 	Source               string  `yaml:"source"`
 }
 
-// PrefillTime is the duration of one prefill step over tokens prompt tokens.
-func (m *LLMModel) PrefillTime(tokens int) time.Duration {
-	return msDur(m.PrefillBaseMs + m.PrefillMsPer1kTokens*float64(tokens)/1000)
+// PrefillMs is the prefill formula in milliseconds, for fractional (mean)
+// token counts as capacity planning uses them.
+func (m *LLMModel) PrefillMs(tokens float64) float64 {
+	return m.PrefillBaseMs + m.PrefillMsPer1kTokens*tokens/1000
 }
+
+// DecodeStepMs is the decode-step formula in milliseconds.
+func (m *LLMModel) DecodeStepMs(active float64) float64 {
+	return m.DecodeBaseMs + m.DecodePerSeqMs*active
+}
+
+// PrefillTime is the duration of one prefill step over tokens prompt tokens.
+func (m *LLMModel) PrefillTime(tokens int) time.Duration { return msDur(m.PrefillMs(float64(tokens))) }
 
 // DecodeStep is the duration of one decode step with active sequences.
 func (m *LLMModel) DecodeStep(active int) time.Duration {
-	return msDur(m.DecodeBaseMs + m.DecodePerSeqMs*float64(active))
+	return msDur(m.DecodeStepMs(float64(active)))
 }
 
 // BatchModel is the latency model of a batch-executed workload (vision,
@@ -86,10 +95,16 @@ type BatchModel struct {
 	Source       string  `yaml:"source"`
 }
 
+// BatchMs is the batch formula in milliseconds, for fractional (expected)
+// batch sizes as the simulator's predictor and capacity planning use them.
+func (m *BatchModel) BatchMs(items, tokens float64) float64 {
+	return m.BaseMs + m.PerItemMs*items + m.PerKTokensMs*tokens/1000
+}
+
 // BatchTime is the duration of one batch of items holding tokens tokens in all
 // (tokens is ignored when PerKTokensMs is zero).
 func (m *BatchModel) BatchTime(items, tokens int) time.Duration {
-	return msDur(m.BaseMs + m.PerItemMs*float64(items) + m.PerKTokensMs*float64(tokens)/1000)
+	return msDur(m.BatchMs(float64(items), float64(tokens)))
 }
 
 // Parallelism is the number of batches that run at once (at least 1).

@@ -200,8 +200,7 @@ func (p *batchPredictor) Predict(req *backends.Request, m *backends.Model, d *ba
 	n := max(p.sim.rowsHat[b][c], float64(int(p.sim.queuedRows[b][c])+items))
 	n = min(n, float64(bm.MaxBatch))
 	perRow := float64(req.EstInputTokens) / float64(items)
-	ms := bm.BaseMs + bm.PerItemMs*n + bm.PerKTokensMs*perRow*n/1000
-	service := time.Duration(ms * float64(time.Millisecond))
+	service := time.Duration(bm.BatchMs(n, perRow*n) * float64(time.Millisecond))
 	var pr router.Prediction
 	pr.Wait = l.BatchWork / time.Duration(bm.Parallelism())
 	pr.TTFT = d.RTT + pr.Wait + service

@@ -311,10 +311,10 @@ func llmRate(m *backends.LLMModel, rtt time.Duration, slo backends.SLO, stream b
 		return 0
 	}
 	r := rtt.Seconds()
-	p := (m.PrefillBaseMs + m.PrefillMsPer1kTokens*prompt/1000) / 1000
+	p := m.PrefillMs(prompt) / 1000
 	decodes := max(output-1, 0)
 	for n := m.MaxConcurrency; n >= 1; n-- {
-		d := (m.DecodeBaseMs + m.DecodePerSeqMs*float64(n)) / 1000
+		d := m.DecodeStepMs(float64(n)) / 1000
 		var ok bool
 		if stream {
 			ok = (slo.TTFT <= 0 || r+p <= slo.TTFT.Seconds()) && (slo.TPOT <= 0 || d <= slo.TPOT.Seconds())
@@ -339,7 +339,7 @@ func batchRate(m *backends.BatchModel, rtt, e2e time.Duration, items, tokens flo
 		budget = (e2e - rtt).Seconds() * 1000
 	}
 	perItem := m.PerItemMs + m.PerKTokensMs*tokens/1000
-	batchMs := func(b float64) float64 { return m.BaseMs + perItem*b }
+	batchMs := func(b float64) float64 { return m.BatchMs(b, b*tokens) }
 	exec := float64(m.Parallelism())
 	maxB := float64(m.MaxBatch)
 	if items > maxB {
