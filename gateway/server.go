@@ -64,6 +64,8 @@ type Server struct {
 	srv   *fasthttp.Server
 	ids   atomic.Uint64
 	idPfx string
+
+	metrics atomic.Pointer[MetricsFunc] // GET /metrics; see SetMetrics
 }
 
 // NewServer builds the HTTP front over a dispatcher.
@@ -125,6 +127,8 @@ func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
 		if s.allow(ctx, method, fasthttp.MethodGet) {
 			s.handleModels(ctx)
 		}
+	case "/metrics":
+		s.handleMetrics(ctx)
 	case "/healthz":
 		if s.allow(ctx, method, fasthttp.MethodGet) {
 			ctx.SetContentType("application/json")

@@ -8,4 +8,10 @@
 //
 // The first line it prints names what it bound: "http=HOST:PORT", followed by
 // " grpc=HOST:PORT" when it serves gRPC.
+//
+// GET /metrics on the HTTP address exposes the emulated engine's load under
+// vLLM's metric names (vllm:num_requests_running, vllm:num_requests_waiting,
+// vllm:kv_cache_usage_perc and vllm:gpu_cache_usage_perc; see
+// emulator.Backend.WriteMetrics), so the gateway's telemetry scraper
+// (backends/telemetry) can watch an emulator as it would a vLLM server.
 package main

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/accelgate/accelgate/backends/catalog"
+	"github.com/accelgate/accelgate/backends/emulator"
 	"github.com/accelgate/accelgate/backends/fleet"
 	"github.com/accelgate/accelgate/gateway"
 	"github.com/accelgate/accelgate/internal/cli"
@@ -86,6 +87,9 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	srv, err := gateway.NewFromFleet(fl, gateway.Config{Name: "accelgate-emulator"}, nil)
 	if err != nil {
 		return err
+	}
+	if eb, ok := fl.Backends[0].(*emulator.Backend); ok {
+		srv.SetMetrics(eb.WriteMetrics) // GET /metrics: vLLM-named load (see backends/telemetry)
 	}
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
