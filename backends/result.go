@@ -22,6 +22,7 @@ type Timing struct {
 	TTFT      time.Duration // to the first output token (LLM), or to the result
 	Total     time.Duration // to the last byte of the result
 	Busy      time.Duration // accelerator time attributed to this request
+	BatchRows int           // rows of the batch it ran in (set by the gateway's batcher; 0 unknown)
 }
 
 // Result is the outcome of a completed request.

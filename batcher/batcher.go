@@ -12,7 +12,7 @@ import (
 
 // ErrEvicted is the error a request handed back by Evict ends with: it wraps
 // backends.ErrUnavailable, so the gateway places it again elsewhere.
-var ErrEvicted = fmt.Errorf("%w: handed back by the batcher (its SLO can no longer be met on this backend)", backends.ErrUnavailable)
+var ErrEvicted = fmt.Errorf("%w: handed back by the batcher before it ran (its backend was ejected, or can no longer meet its SLO)", backends.ErrUnavailable)
 
 // Outcome is one member's result of an executed batch.
 type Outcome struct {
@@ -264,6 +264,9 @@ func (b *Batcher) run(ctx context.Context, fl *flight, bt Batch, ws []*waiter) {
 		if err != nil {
 			w.finish(nil, err)
 		} else {
+			if res := outs[k].Result; res != nil && res.Timing.BatchRows == 0 {
+				res.Timing.BatchRows = bt.Rows
+			}
 			w.finish(outs[k].Result, outs[k].Err)
 		}
 	}
@@ -310,6 +313,22 @@ func (b *Batcher) Evict() []*backends.Request {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	out := b.core.Evict(b.clock.Now(), nil)
+	for _, r := range out {
+		if w := b.waiters[r.ID]; w != nil {
+			delete(b.waiters, r.ID)
+			w.finish(nil, ErrEvicted)
+		}
+	}
+	b.rearmLocked()
+	return out
+}
+
+// EvictAll hands every queued request back (their callers get ErrEvicted),
+// for a backend that was ejected; the batcher stays open.
+func (b *Batcher) EvictAll() []*backends.Request {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := b.core.EvictAll(nil)
 	for _, r := range out {
 		if w := b.waiters[r.ID]; w != nil {
 			delete(b.waiters, r.ID)

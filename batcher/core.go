@@ -100,9 +100,20 @@ type group struct {
 	rowsHat  float64 // rows per request
 	tokHat   float64 // tokens per request
 
+	// futile counts the consecutive Adaptive batches that were held while
+	// the backend was idle and left with their first request alone: nobody
+	// came. After futileLimit of them an idle backend stops holding (see
+	// the package doc's idle rule); any batch of two or more requests
+	// resets it.
+	futile int
+
 	due   int64 // cached dispatch time; immediate when due at once
 	dirty bool
 }
+
+// futileLimit is how many idle holds in a row may end alone before the
+// queue stops holding requests while its backend is idle.
+const futileLimit = 2
 
 // Core is one backend's batcher: a single-threaded, deterministic state
 // machine with no goroutines, locks or clock reads. Every method that depends
@@ -383,6 +394,20 @@ func (c *Core) Evict(now time.Time, out []*backends.Request) []*backends.Request
 	return out
 }
 
+// EvictAll removes every queued request and appends it to out, for the
+// router to place again (the backend was ejected). Unlike Close, the core
+// stays open. Expired requests stay for Drop.
+func (c *Core) EvictAll(out []*backends.Request) []*backends.Request {
+	for _, g := range c.groups {
+		for g.q.Len() > 0 {
+			e := g.q.front()
+			out = append(out, e.req)
+			c.unlink(e)
+		}
+	}
+	return out
+}
+
 // Close empties the core and appends every queued request (and every
 // expired one Drop has not returned yet) to out, so none is lost; later
 // Enqueues fail with backends.ErrUnavailable.
@@ -473,6 +498,14 @@ func (c *Core) computeDue(g *group) int64 {
 	if g.arrivals < 2 {
 		return immediate // no arrival rate yet: do not wait for arrivals we have no evidence of
 	}
+	if c.idle && g.futile >= futileLimit {
+		// The last holds on an idle backend ended alone: the arrivals we
+		// waited for never came in time (a client that sends its next
+		// request only after this one's answer, or a rate too low for
+		// the slack). Do not make an idle backend wait for them again;
+		// batches form again while it is busy.
+		return immediate
+	}
 	// Waiting for the next arrival is futile once now + ĝ > w, where ĝ is the
 	// EWMA gap, or the time since the last arrival when that is longer (the
 	// rate dropped): due at min(w − gap, (w + last) / 2).
@@ -548,6 +581,7 @@ func (c *Core) form(g *group, now int64) Batch {
 	bt := never // the batch's earliest target it meets (Adaptive)
 	adaptive := g.kind == KindBatch && g.cfg.Mode == ModeAdaptive
 	var first *backends.Request
+	var firstPush int64
 	for {
 		e := g.q.front()
 		if e == nil {
@@ -572,7 +606,7 @@ func (c *Core) form(g *group, now int64) Batch {
 			c.slots -= e.rows
 		}
 		if first == nil {
-			first = e.req
+			first, firstPush = e.req, e.push
 		}
 		bt = min(bt, mt)
 		b.Rows += e.rows
@@ -584,6 +618,14 @@ func (c *Core) form(g *group, now int64) Batch {
 		}
 	}
 	b.Members = c.members[start:len(c.members):len(c.members)]
+	if adaptive {
+		switch {
+		case len(b.Members) > 1:
+			g.futile = 0
+		case c.idle && first != nil && now > firstPush:
+			g.futile++ // held on an idle backend, and nobody joined
+		}
+	}
 	return b
 }
 

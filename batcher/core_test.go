@@ -465,3 +465,72 @@ func TestProfileCapsMaxBatch(t *testing.T) {
 		t.Errorf("embedding on a profile without embeddings: %v", err)
 	}
 }
+
+// A client that sends its next request only when the previous one is
+// answered (closed loop, one at a time) never brings company: after
+// futileLimit holds that end alone, an idle backend runs each request the
+// moment it arrives. A burst that queues while the backend is busy forms a
+// batch again, and then holding resumes.
+func TestAdaptiveStopsHoldingForSequentialClient(t *testing.T) {
+	c := newTestCore(Config{MaxBatchSize: 8}, linPred{base: msd(5), per: msd(1)})
+	now := at(0)
+	var held []time.Duration
+	for i := 0; i < 8; i++ {
+		r := vreq(backends.Standard, now, msd(200), 1)
+		if err := c.Enqueue(now, r); err != nil {
+			t.Fatal(err)
+		}
+		due, ok := c.Next()
+		if !ok {
+			t.Fatal("nothing due with a request queued")
+		}
+		if due.Before(now) {
+			due = now
+		}
+		held = append(held, due.Sub(now))
+		bs := c.Poll(due, true, nil)
+		if len(bs) != 1 || len(bs[0].Members) != 1 || bs[0].Members[0] != r {
+			t.Fatalf("request %d: want it dispatched alone at %v, got %d batches", i, due, len(bs))
+		}
+		now = due.Add(msd(6)) // the answer comes back; the client sends the next at once
+	}
+	// The first request has no arrival rate to wait for; the next
+	// futileLimit requests are held, every later one is not.
+	if held[0] != 0 {
+		t.Errorf("first request held %v", held[0])
+	}
+	for i := 1; i <= futileLimit; i++ {
+		if held[i] == 0 {
+			t.Errorf("request %d was not held: the rule should still expect company", i)
+		}
+	}
+	for i := futileLimit + 1; i < len(held); i++ {
+		if held[i] != 0 {
+			t.Errorf("request %d held %v after %d futile holds", i, held[i], futileLimit)
+		}
+	}
+
+	// Three requests queue while the backend is busy: one batch of three
+	// forms when it frees up, which resets the count, so an idle backend
+	// holds again.
+	for i := 0; i < 3; i++ {
+		now = now.Add(msd(1))
+		if err := c.Enqueue(now, vreq(backends.Standard, now, msd(200), 1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if bs := c.Poll(now, false, nil); len(bs) != 0 {
+		t.Fatalf("busy backend: dispatched %d batches before the deadline rule", len(bs))
+	}
+	bs := c.Poll(now, true, nil)
+	if len(bs) != 1 || len(bs[0].Members) != 3 {
+		t.Fatalf("want one batch of 3 when the backend frees up, got %v", bs)
+	}
+	now = now.Add(msd(2))
+	if err := c.Enqueue(now, vreq(backends.Standard, now, msd(200), 1)); err != nil {
+		t.Fatal(err)
+	}
+	if due, _ := c.Next(); !due.After(now) {
+		t.Errorf("after a batch of 3 an idle backend should hold again; due %v, now %v", due, now)
+	}
+}

@@ -84,7 +84,14 @@
 //     W (the rule of 2); while the backend is busy it is held until W.
 //
 // Without an arrival rate yet (the queue's first request) nothing is waited
-// for: the batch goes at once. When a batch is formed, a request is added
+// for: the batch goes at once. Holding is a bet on company, and the bet is
+// checked: when two holds in a row on an idle backend ended with their first
+// request still alone (nobody joined), an idle backend stops holding and
+// dispatches at once; the next batch of two or more requests (formed while
+// the backend was busy, when holding costs nothing) re-enables holding. A
+// client that sends its next request only after the previous answer (closed
+// loop, one at a time) would otherwise pay the whole slack on every request,
+// since the arrival it waits for is the one its own answer triggers. When a batch is formed, a request is added
 // only if the bigger batch still meets every target the batch meets (and the
 // request's own, when it could be met alone): adaptive never lets a target
 // miss when a smaller batch would have met it. Tensor requests join a batch

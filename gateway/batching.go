@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"time"
 
 	"github.com/accelgate/accelgate/backends"
 	"github.com/accelgate/accelgate/batcher"
@@ -49,48 +48,10 @@ type dispatcherOptions struct {
 }
 
 // WithBatching sets each model's batching settings, by model name (the fleet's
-// Batching). A model without an entry is not batched (mode off), as in the
-// fleet file.
+// Batching). A model without an entry gets batcher.DefaultConfig()
+// (adaptive), as in the fleet file.
 func WithBatching(cfgs map[string]batcher.Config) DispatcherOption {
 	return func(o *dispatcherOptions) { o.batching = cfgs }
-}
-
-// batchPredictor is the batcher's latency model over the backends' hardware
-// profiles, the same models router.ProfilePredictor uses: a batch of rows
-// rows holding tokens tokens takes the profile's BatchTime (split into
-// MaxBatch-row batches when larger) plus the round trip; an LLM request's
-// first token comes after its prefill plus the round trip.
-type batchPredictor struct {
-	descs []*backends.Descriptor
-}
-
-// BatchLatency implements batcher.Predictor.
-func (p batchPredictor) BatchLatency(backend int, m *backends.Model, rows, tokens int) time.Duration {
-	d := p.descs[backend]
-	prof := d.Profile
-	var bm *backends.BatchModel
-	switch m.Kind {
-	case backends.ModelLLM:
-		if prof.LLM == nil {
-			return d.RTT
-		}
-		return d.RTT + prof.LLM.PrefillTime(tokens)
-	case backends.ModelTensor:
-		bm = prof.Vision
-	default:
-		bm = prof.Embedding
-	}
-	if bm == nil {
-		return d.RTT
-	}
-	rows = max(rows, 1)
-	per := max(bm.MaxBatch, 1)
-	var t time.Duration
-	for rest := rows; rest > 0; rest -= per {
-		b := min(rest, per)
-		t += bm.BatchTime(b, tokens*b/rows)
-	}
-	return d.RTT + t
 }
 
 // newBatchers builds one batcher per backend.
@@ -100,7 +61,6 @@ func (d *Dispatcher) newBatchers(cfgs map[string]batcher.Config) error {
 		c, ok := cfgs[name]
 		if !ok {
 			c = batcher.DefaultConfig()
-			c.Mode = batcher.ModeOff
 		}
 		c.PreferredBatchSizes = append([]int(nil), c.PreferredBatchSizes...)
 		c.SetDefaults()
@@ -113,7 +73,7 @@ func (d *Dispatcher) newBatchers(cfgs map[string]batcher.Config) error {
 	for i, b := range d.backends {
 		descs[i] = b.Descriptor()
 	}
-	pred := batchPredictor{descs: descs}
+	pred := d.r.BatchPredictor() // the router's learned model serves the batchers
 	d.batchers = make([]*batcher.Batcher, len(d.backends))
 	for i := range d.backends {
 		prof := descs[i].Profile

@@ -585,27 +585,6 @@ func TestBatchErrorSaysRetryable(t *testing.T) {
 	}
 }
 
-func TestBatchPredictor(t *testing.T) {
-	p := ksProfile()
-	p.Vision.MaxBatch = 4
-	desc := &backends.Descriptor{Name: "x", Profile: p, RTT: 3 * time.Millisecond}
-	pr := batchPredictor{descs: []*backends.Descriptor{desc}}
-	vis := &backends.Model{Kind: backends.ModelTensor}
-	if got, want := pr.BatchLatency(0, vis, 3, 0), p.Vision.BatchTime(3, 0)+3*time.Millisecond; got != want {
-		t.Fatalf("3 rows: %v, want %v", got, want)
-	}
-	if got, want := pr.BatchLatency(0, vis, 6, 0), p.Vision.BatchTime(4, 0)+p.Vision.BatchTime(2, 0)+3*time.Millisecond; got != want {
-		t.Fatalf("6 rows: %v, want %v", got, want)
-	}
-	llm := &backends.Model{Kind: backends.ModelLLM}
-	if got, want := pr.BatchLatency(0, llm, 1, 500), p.LLM.PrefillTime(500)+3*time.Millisecond; got != want {
-		t.Fatalf("llm: %v, want %v", got, want)
-	}
-	if n := testing.AllocsPerRun(100, func() { pr.BatchLatency(0, vis, 5, 10) }); n != 0 {
-		t.Fatalf("%v allocs", n)
-	}
-}
-
 // TestBatchEmulatorOneBatch: through the HTTP front with the in-process
 // emulator (on a fake clock), three concurrent requests of 1, 2 and 3 rows
 // run as one emulator batch of 6 rows: the accelerator is busy for exactly

@@ -117,8 +117,19 @@ func (d *Dispatcher) ModelReady(name string) bool {
 // Placement is a routing decision that has not run yet. Run or Cancel it
 // exactly once.
 type Placement struct {
-	dec router.Decision
-	b   backends.Backend
+	dec   router.Decision
+	b     backends.Backend
+	at    time.Time // when it was placed
+	first time.Time // when the first output reached the front (streams), zero before
+}
+
+// FirstOutput records when the placed request's first output (a streamed
+// token) was produced, for the router's time-to-first-token learning. Only
+// the first call counts.
+func (p *Placement) FirstOutput(t time.Time) {
+	if p.first.IsZero() {
+		p.first = t
+	}
 }
 
 // Backend describes where the request was placed.
@@ -136,27 +147,61 @@ func (d *Dispatcher) Place(req *backends.Request, m *backends.Model, exclude int
 	if err != nil {
 		return Placement{}, err
 	}
-	return Placement{dec: dec, b: d.backends[dec.Index]}, nil
+	return Placement{dec: dec, b: d.backends[dec.Index], at: now}, nil
 }
 
 // Cancel releases a placement that will not run.
-func (d *Dispatcher) Cancel(p *Placement) { d.done(p, context.Canceled) }
+func (d *Dispatcher) Cancel(p *Placement) { d.done(p, nil, context.Canceled) }
 
-func (d *Dispatcher) done(p *Placement, err error) {
+// done reports a placement's outcome to the router: its error, and when it
+// succeeded, the latencies the gateway saw (placement to end, to the first
+// streamed token, per output token after it) and the batch it ran in.
+func (d *Dispatcher) done(p *Placement, res *backends.Result, err error) (ejected bool) {
 	now := d.clock.Now()
+	o := router.Outcome{Err: err, E2E: now.Sub(p.at)}
+	if err == nil && res != nil {
+		o.BatchRows = res.Timing.BatchRows
+		if !p.first.IsZero() {
+			o.TTFT = p.first.Sub(p.at)
+			if n := res.Usage.CompletionTokens; n > 1 {
+				o.TPOT = (o.E2E - o.TTFT) / time.Duration(n-1)
+			}
+		}
+	}
+	if errors.Is(err, batcher.ErrEvicted) {
+		o.Err = nil // handed back unexecuted: not the backend's failure
+		o.E2E = 0
+	}
 	d.mu.Lock()
-	d.r.Done(now, p.dec, err)
+	ejected = d.r.Done(now, p.dec, o)
 	d.mu.Unlock()
+	return ejected
 }
 
 // Run executes a placed request through the backend's batcher and reports its
 // outcome to the router. ctx carries the hard timeout.
 func (d *Dispatcher) Run(ctx context.Context, p *Placement, req *backends.Request, m *backends.Model, stream backends.StreamFunc) (*backends.Result, error) {
+	if stream != nil {
+		inner := stream
+		stream = func(c backends.Chunk) error {
+			p.FirstOutput(d.clock.Now())
+			return inner(c)
+		}
+	}
 	res, err := d.runBatched(ctx, p, req, m, stream)
 	if err != nil && ctx.Err() != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, backends.ErrTimeout) {
 		err = fmt.Errorf("%w: the request did not finish within its hard timeout (%w)", backends.ErrTimeout, err)
 	}
-	d.done(p, err)
+	switch {
+	case d.done(p, res, err):
+		// The backend was just ejected: everything queued for it goes back
+		// to the router.
+		d.batchers[p.dec.Index].EvictAll()
+	case err == nil && missed(req, d.clock.Now().Sub(p.at)):
+		// It fell behind: the queued requests it can no longer serve in
+		// time go back to the router.
+		d.batchers[p.dec.Index].Evict()
+	}
 	return res, err
 }
 
@@ -184,6 +229,12 @@ func (d *Dispatcher) Do(ctx context.Context, req *backends.Request, m *backends.
 		lastErr, exclude = err, p.dec.Index
 	}
 	return nil, nil, lastErr
+}
+
+// missed reports whether a request that took elapsed missed its end-to-end
+// SLO target.
+func missed(req *backends.Request, elapsed time.Duration) bool {
+	return req.SLO.E2E > 0 && elapsed > req.SLO.E2E
 }
 
 // Deadline computes a request's hard deadline: the model's timeout, shortened

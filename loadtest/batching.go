@@ -40,10 +40,17 @@ import (
 // Modes (the fleet file's models[i].batching section supplies
 // max_batch_size, max_queue_size and aging; the mode comes from the flag):
 //
-//   - off: every request executes alone, exactly as before the batcher
-//     existed. The batcher is bypassed: its ModeOff would dispatch each
-//     request at its arrival instant, which is what submitting it directly
-//     does, and the steady-state results stay byte for byte the same.
+//   - off: every request executes alone. The batcher is bypassed (its
+//     ModeOff would dispatch each request at its arrival instant, which is
+//     what submitting it directly does). With SimOptions.RowsAlone — what
+//     `loadtest simulate -batching off` uses: the baseline of the batching
+//     proof, "batch size 1" — every backend's vision and embedding
+//     max_batch is 1 (batchOfOne), so a request that carries several rows
+//     runs them one after another, and the router predicts exactly that.
+//     (The gateway's mode off is Triton's "no dynamic batching": a request
+//     with several rows still runs as one call. On the default workloads
+//     that differs little for vision, one image per request mostly, and a
+//     lot for embeddings, 1–16 inputs per request.)
 //   - fixed: Triton's dynamic batcher (batcher.ModeFixed) with
 //     preferred_batch_sizes [the profile's max_batch] unless the fleet file
 //     sets some (for the profiles' affine latency models the largest batch
@@ -130,6 +137,20 @@ func splitCSV(s string) []string {
 	return out
 }
 
+// batchOfOne returns a copy of p whose vision and embedding batch models
+// run one row at a time (MaxBatch 1): the hardware as batching off uses it.
+func batchOfOne(p *backends.Profile) *backends.Profile {
+	q := *p
+	for _, bm := range []**backends.BatchModel{&q.Vision, &q.Embedding} {
+		if *bm != nil {
+			c := **bm
+			c.MaxBatch = 1
+			*bm = &c
+		}
+	}
+	return &q
+}
+
 // batchClass returns the emulator class of a batchable op.
 func batchClass(op backends.Op) (emulator.BatchClass, bool) {
 	switch op {
@@ -148,72 +169,6 @@ func classModel(p *backends.Profile, c emulator.BatchClass) *backends.BatchModel
 	return p.Embedding
 }
 
-// simLatency is the adaptive batcher's Predictor: the router's profile model
-// of a batch (the class's BatchModel), inflated by the router's margin as
-// the router inflates every prediction it compares with an SLO (covering
-// jitter), plus the backend's round trip. Requests with more rows than
-// MaxBatch run as several batches one after another.
-type simLatency struct {
-	descs  []*backends.Descriptor
-	margin float64
-}
-
-func (p simLatency) BatchLatency(backend int, m *backends.Model, rows, tokens int) time.Duration {
-	d := p.descs[backend]
-	c := emulator.ClassVision
-	if m.Kind == backends.ModelEmbedding {
-		c = emulator.ClassEmbedding
-	}
-	bm := classModel(d.Profile, c)
-	if bm == nil {
-		return d.RTT
-	}
-	rows = max(rows, 1)
-	var l time.Duration
-	for rest := rows; rest > 0; rest -= bm.MaxBatch {
-		b := min(rest, bm.MaxBatch)
-		l += bm.BatchTime(b, tokens*b/rows)
-	}
-	return d.RTT + time.Duration(float64(l)*(1+p.margin))
-}
-
-// batchPredictor is the router's predictor when batching is on; see the
-// notes above.
-type batchPredictor struct {
-	base router.ProfilePredictor
-	idx  map[*backends.Descriptor]int
-	sim  *Sim
-}
-
-func (p *batchPredictor) Predict(req *backends.Request, m *backends.Model, d *backends.Descriptor, l router.Load) router.Prediction {
-	c, ok := batchClass(req.Op)
-	if !ok {
-		return p.base.Predict(req, m, d, l)
-	}
-	bm := classModel(d.Profile, c)
-	items := max(req.Rows, 1)
-	b, known := p.idx[d]
-	if bm == nil || !known || items > bm.MaxBatch {
-		return p.base.Predict(req, m, d, l)
-	}
-	// n̂ stays fractional: rounding it would bias every share.
-	n := max(p.sim.rowsHat[b][c], float64(int(p.sim.queuedRows[b][c])+items))
-	n = min(n, float64(bm.MaxBatch))
-	perRow := float64(req.EstInputTokens) / float64(items)
-	service := time.Duration(bm.BatchMs(n, perRow*n) * float64(time.Millisecond))
-	var pr router.Prediction
-	pr.Wait = l.BatchWork / time.Duration(bm.Parallelism())
-	pr.TTFT = d.RTT + pr.Wait + service
-	pr.E2E = pr.TTFT
-	pr.Busy = time.Duration(float64(service) * float64(items) / n)
-	pr.CostUSD = pr.Busy.Seconds() * d.PricePerSecond()
-	return pr
-}
-
-// rowsHatAlpha is the EWMA weight of the newest batch in the expected batch
-// size the router's books use.
-const rowsHatAlpha = 0.2
-
 // batchRec tracks one dispatched batch until every member's result came
 // back or the member ended otherwise: the batcher shell's in-flight count.
 type batchRec struct {
@@ -224,7 +179,7 @@ type batchRec struct {
 
 // initBatching builds the batchers (one per backend) for mode, with the
 // fleet file's per-model settings in cfgs.
-func (s *Sim) initBatching(mode batcher.Mode, cfgs map[string]batcher.Config, delay time.Duration, margin float64) {
+func (s *Sim) initBatching(mode batcher.Mode, cfgs map[string]batcher.Config, delay time.Duration, pred batcher.Predictor) {
 	s.batching = true
 	s.maxQueueDelay = delay
 	if delay <= 0 {
@@ -232,13 +187,10 @@ func (s *Sim) initBatching(mode batcher.Mode, cfgs map[string]batcher.Config, de
 			s.maxQueueDelay = max(s.maxQueueDelay, cfg.MaxQueueDelay)
 		}
 	}
-	pred := simLatency{descs: s.descs, margin: margin}
 	n := len(s.descs)
 	s.bcores = make([]*batcher.Core, n)
 	s.outstanding = make([][2]int32, n)
 	s.execs = make([][2]int32, n)
-	s.rowsHat = make([][2]float64, n)
-	s.queuedRows = make([][2]int32, n)
 	for i, d := range s.descs {
 		bc := make(map[string]batcher.Config, len(cfgs))
 		for name, cfg := range cfgs {
@@ -275,7 +227,6 @@ func (s *Sim) initBatching(mode batcher.Mode, cfgs map[string]batcher.Config, de
 			if bm := classModel(d.Profile, emulator.BatchClass(c)); bm != nil {
 				s.execs[i][c] = int32(bm.Parallelism())
 			}
-			s.rowsHat[i][c] = 1
 		}
 	}
 }
@@ -301,7 +252,7 @@ func (s *Sim) enqueue(i, b int32, now time.Time) {
 	r := s.reqs[i]
 	r.req.ID = s.slotID(i)
 	if err := s.bcores[b].Enqueue(now, &r.req); err != nil {
-		s.router.Done(now, r.dec, err)
+		s.router.Done(now, r.dec, router.Outcome{Err: err})
 		switch {
 		case errors.Is(err, backends.ErrShed):
 			s.finishError(i, 429, "shed")
@@ -313,9 +264,6 @@ func (s *Sim) enqueue(i, b int32, now time.Time) {
 		return
 	}
 	r.queued = true
-	if c, ok := batchClass(r.item.Op); ok {
-		s.queuedRows[b][c] += int32(r.req.Rows)
-	}
 	s.pollBatcher(b, now)
 }
 
@@ -397,11 +345,10 @@ func (s *Sim) dispatch(b int32, bt *batcher.Batch, now time.Time) {
 	s.outstanding[b][class]++
 	for _, req := range bt.Members {
 		r := s.reqs[slotOf(req)]
-		r.parts, r.left, r.rec = 1, 1, rec
+		r.parts, r.left, r.rec, r.batchRows = 1, 1, rec, int32(rows)
 	}
 	s.res.Batches++
 	s.res.BatchItems += int64(rows)
-	s.rowsHat[b][class] += rowsHatAlpha * (float64(rows) - s.rowsHat[b][class])
 }
 
 // unqueue marks request i as out of its backend's batcher.
@@ -411,15 +358,12 @@ func (s *Sim) unqueue(i int32) {
 		return
 	}
 	r.queued = false
-	if c, ok := batchClass(r.item.Op); ok {
-		s.queuedRows[r.backend][c] -= int32(r.req.Rows)
-	}
 }
 
 // failSubmit ends request i whose submission failed at now.
 func (s *Sim) failSubmit(i int32, now time.Time, err error) {
 	r := s.reqs[i]
-	s.router.Done(now, r.dec, err)
+	s.router.Done(now, r.dec, router.Outcome{Err: err})
 	s.cancelParts(i, now)
 	if errors.Is(err, backends.ErrBadRequest) {
 		s.finishError(i, 400, "bad_request")

@@ -78,8 +78,14 @@ type SimOptions struct {
 	// Events are scenario changes, applied at their virtual times (any
 	// order; they are sorted).
 	Events []SimEvent
-	// Batching is off ("" too), fixed or adaptive: see batching.go.
+	// Batching is off, fixed or adaptive ("" too, the gateway's default):
+	// see batching.go.
 	Batching string
+	// RowsAlone, with Batching off, runs every row alone (batch size 1):
+	// a request that carries several rows runs them one after another.
+	// Without it, off runs each request as sent, its rows together, as the
+	// gateway's batching mode off does.
+	RowsAlone bool
 	// MaxQueueDelay, when positive, is fixed batching's max_queue_delay_us
 	// for every model (0 keeps the fleet file's, by default
 	// batcher.DefaultMaxQueueDelay).
@@ -172,8 +178,6 @@ type Sim struct {
 	bcores        []*batcher.Core     // per backend
 	outstanding   [][2]int32          // per backend and class: batches dispatched, not over
 	execs         [][2]int32          // per backend and class: executors (0: none)
-	rowsHat       [][2]float64        // per backend and class: EWMA of dispatched batch rows
-	queuedRows    [][2]int32          // per backend and class: rows in the batcher
 	recs          []batchRec          // dispatched batches
 	freeRecs      []int32             // free entries of recs
 	ids           []string            // per slot: the batcher request ID
@@ -187,22 +191,23 @@ type Sim struct {
 // simReq is one request in flight. Slots are reused; gen tells incarnations
 // apart in job IDs and timeout entries.
 type simReq struct {
-	item    Item
-	req     backends.Request
-	model   *backends.Model
-	dec     router.Decision
-	gen     uint32
-	live    bool
-	lost    bool          // placed on a backend that is down: never submitted
-	queued  bool          // in its backend's batcher
-	wait    time.Duration // time spent in the batcher before dispatch
-	rec     int32         // its batch's entry in Sim.recs, -1 when none
-	backend int32
-	parts   int32 // jobs submitted
-	left    int32 // jobs not yet done
-	total   time.Duration
-	ttft    time.Duration
-	cost    float64
+	item      Item
+	req       backends.Request
+	model     *backends.Model
+	dec       router.Decision
+	gen       uint32
+	live      bool
+	lost      bool          // placed on a backend that is down: never submitted
+	queued    bool          // in its backend's batcher
+	wait      time.Duration // time spent in the batcher before dispatch
+	batchRows int32         // rows of the batch it ran in (batching), 0 alone
+	rec       int32         // its batch's entry in Sim.recs, -1 when none
+	backend   int32
+	parts     int32 // jobs submitted
+	left      int32 // jobs not yet done
+	total     time.Duration
+	ttft      time.Duration
+	cost      float64
 }
 
 type tmoEntry struct {
@@ -230,6 +235,9 @@ func NewSim(f *fleet.File, cat *catalog.Catalog, opts SimOptions) (*Sim, error) 
 		prof, ok := cat.Get(b.Hardware)
 		if !ok {
 			return nil, fmt.Errorf("simulate: backends[%d].hardware: unknown profile %q", i, b.Hardware)
+		}
+		if opts.Batching == BatchingOff && opts.RowsAlone {
+			prof = batchOfOne(prof)
 		}
 		d := &backends.Descriptor{
 			Name: b.Name, Profile: prof, Models: append([]string(nil), b.Models...),
@@ -264,10 +272,10 @@ func NewSim(f *fleet.File, cat *catalog.Catalog, opts SimOptions) (*Sim, error) 
 	}
 	var mode batcher.Mode
 	switch opts.Batching {
-	case "", BatchingOff:
+	case BatchingOff:
 	case BatchingFixed:
 		mode = batcher.ModeFixed
-	case BatchingAdaptive:
+	case "", BatchingAdaptive:
 		mode = batcher.ModeAdaptive
 	default:
 		return nil, fmt.Errorf("simulate: %w", checkBatching(opts.Batching))
@@ -275,26 +283,18 @@ func NewSim(f *fleet.File, cat *catalog.Catalog, opts SimOptions) (*Sim, error) 
 	if opts.MaxQueueDelay < 0 {
 		return nil, fmt.Errorf("simulate: max queue delay %v is negative", opts.MaxQueueDelay)
 	}
-	var pred router.Predictor
-	if opts.Batching == BatchingFixed || opts.Batching == BatchingAdaptive {
-		cfgs := make(map[string]batcher.Config, len(f.Models))
-		for i := range f.Models {
-			cfgs[f.Models[i].Name] = f.Models[i].BatchingConfig()
-		}
-		rcd := rc
-		rcd.SetDefaults()
-		s.initBatching(mode, cfgs, opts.MaxQueueDelay, rcd.Margin)
-		bp := &batchPredictor{idx: make(map[*backends.Descriptor]int, len(s.descs)), sim: s}
-		for i, d := range s.descs {
-			bp.idx[d] = i
-		}
-		pred = bp
-	}
-	r, err := router.New(rc, s.descs, pred)
+	r, err := router.New(rc, s.descs, nil)
 	if err != nil {
 		return nil, fmt.Errorf("simulate: %w", err)
 	}
 	s.router = r
+	if opts.Batching != BatchingOff {
+		cfgs := make(map[string]batcher.Config, len(f.Models))
+		for i := range f.Models {
+			cfgs[f.Models[i].Name] = f.Models[i].BatchingConfig()
+		}
+		s.initBatching(mode, cfgs, opts.MaxQueueDelay, r.BatchPredictor())
+	}
 	n := len(s.descs)
 	for _, ev := range opts.Events {
 		if ev.Backend < 0 || ev.Backend >= n {
@@ -507,7 +507,7 @@ func (s *Sim) arrive(i int32, t int64) {
 	r := s.reqs[i]
 	r.live, r.lost, r.backend, r.parts, r.left = true, false, -1, 0, 0
 	r.total, r.ttft, r.cost = 0, 0, 0
-	r.queued, r.wait, r.rec = false, 0, -1
+	r.queued, r.wait, r.rec, r.batchRows = false, 0, -1, 0
 	s.rec.Offered()
 	now := s.at(t)
 	m := s.models[r.item.Model]
@@ -644,7 +644,11 @@ func (s *Sim) advance(b int32, t int64) {
 // complete records request i's successful outcome at now.
 func (s *Sim) complete(i int32, now time.Time) {
 	r := s.reqs[i]
-	s.router.Done(now, r.dec, nil)
+	ro := router.Outcome{E2E: r.wait + r.total, TTFT: r.wait + r.ttft, BatchRows: int(r.batchRows)}
+	if out := r.item.OutputTokens; out > 1 && (r.item.Op == backends.OpChat || r.item.Op == backends.OpCompletion) {
+		ro.TPOT = (r.total - r.ttft) / time.Duration(out-1)
+	}
+	s.router.Done(now, r.dec, ro)
 	d := r.dec.Backend
 	st := &s.res.Backends[r.backend]
 	st.OK++
@@ -689,7 +693,7 @@ func (s *Sim) timeout(i int32, t int64) {
 	}
 	s.memberEnded(i)
 	s.cancelParts(i, now)
-	s.router.Done(now, r.dec, backends.ErrTimeout)
+	s.router.Done(now, r.dec, router.Outcome{Err: backends.ErrTimeout, E2E: time.Duration(t) - r.item.At})
 	s.res.Backends[r.backend].Timeouts++
 	o := Outcome{Item: &r.item, Latency: time.Duration(t) - r.item.At, Status: 504, Kind: "timeout", InputTokens: r.item.InputTokens}
 	o.TTFT = o.Latency

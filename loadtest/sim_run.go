@@ -204,7 +204,7 @@ func (c *SimulateConfig) Validate() error {
 		return errors.New("no fleet or catalog")
 	}
 	if len(c.Batching) == 0 {
-		c.Batching = []string{BatchingOff}
+		c.Batching = []string{BatchingAdaptive}
 	}
 	for i, b := range c.Batching {
 		if err := checkBatching(b); err != nil {
@@ -572,9 +572,9 @@ func label(policy, batching string, pt simPoint) string {
 }
 
 // batchingLabel is the batching mode as run names show it: "" (not shown)
-// when only off is simulated.
+// when only the default, adaptive, is simulated.
 func (c *SimulateConfig) batchingLabel(batching string) string {
-	if batching == BatchingOff && len(c.Batching) <= 1 {
+	if batching == BatchingAdaptive && len(c.Batching) <= 1 {
 		return ""
 	}
 	return batching
@@ -625,7 +625,7 @@ func (c *SimulateConfig) runOne(policy, batching string, delay time.Duration, pt
 	if err != nil {
 		return nil, err
 	}
-	sim, err := NewSim(c.Fleet, c.Catalog, SimOptions{Policy: policy, Seed: c.Seed, Events: events, Batching: batching, MaxQueueDelay: delay})
+	sim, err := NewSim(c.Fleet, c.Catalog, SimOptions{Policy: policy, Seed: c.Seed, Events: events, Batching: batching, RowsAlone: batching == BatchingOff, MaxQueueDelay: delay})
 	if err != nil {
 		return nil, err
 	}

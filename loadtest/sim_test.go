@@ -95,7 +95,7 @@ func TestSimEventOrder(t *testing.T) {
 	}
 
 	// One request: RTT + one batch.
-	rep, res := runItems(t, f, cat, SimOptions{}, img(time.Second, 0))
+	rep, res := runItems(t, f, cat, SimOptions{Batching: BatchingOff}, img(time.Second, 0))
 	if want := float64((rtt+one)/time.Microsecond) / 1000; rep.OK != 1 || rep.LatencyMS.Max != want {
 		t.Errorf("one image: ok %d, latency %v ms, want %v ms", rep.OK, rep.LatencyMS.Max, want)
 	}
@@ -104,18 +104,18 @@ func TestSimEventOrder(t *testing.T) {
 	}
 
 	// Two at once: FIFO on the one executor, the second waits for the first.
-	rep, _ = runItems(t, f, cat, SimOptions{}, img(0, 0), img(0, 0))
+	rep, _ = runItems(t, f, cat, SimOptions{Batching: BatchingOff}, img(0, 0), img(0, 0))
 	if want := float64((rtt+2*one)/time.Microsecond) / 1000; rep.LatencyMS.Max != want {
 		t.Errorf("second of two: latency %v ms, want %v ms", rep.LatencyMS.Max, want)
 	}
 
 	// A result due at the very instant of the deadline is delivered; one
 	// due a nanosecond after it times out.
-	rep, _ = runItems(t, f, cat, SimOptions{}, img(0, rtt+one))
+	rep, _ = runItems(t, f, cat, SimOptions{Batching: BatchingOff}, img(0, rtt+one))
 	if rep.OK != 1 {
 		t.Errorf("result at the deadline: ok %d, errors %v", rep.OK, rep.Errors)
 	}
-	rep, res = runItems(t, f, cat, SimOptions{}, img(0, rtt+one-1))
+	rep, res = runItems(t, f, cat, SimOptions{Batching: BatchingOff}, img(0, rtt+one-1))
 	if rep.OK != 0 || rep.Errors["timeout"] != 1 || res.Backends[0].Timeouts != 1 {
 		t.Errorf("result after the deadline: ok %d, errors %v", rep.OK, rep.Errors)
 	}
@@ -125,11 +125,11 @@ func TestSimEventOrder(t *testing.T) {
 
 	// An unknown model fails at once; a workload that goes back in time is
 	// an error.
-	rep, _ = runItems(t, f, cat, SimOptions{}, Item{Op: backends.OpChat, Model: "nope"})
+	rep, _ = runItems(t, f, cat, SimOptions{Batching: BatchingOff}, Item{Op: backends.OpChat, Model: "nope"})
 	if rep.Errors["unknown_model"] != 1 {
 		t.Errorf("unknown model: errors %v", rep.Errors)
 	}
-	sim, _ := NewSim(f, cat, SimOptions{})
+	sim, _ := NewSim(f, cat, SimOptions{Batching: BatchingOff})
 	if _, err := sim.Run(&itemsSource{items: []Item{img(time.Second, 0), img(0, 0)}}, NewRecorder(RecorderOptions{})); err == nil {
 		t.Error("items out of order were accepted")
 	}
@@ -231,7 +231,7 @@ func TestSimReportEnvelope(t *testing.T) {
 			t.Errorf("run has no %q", k)
 		}
 	}
-	if run["name"] != "accelgate@100rps" || run["batching"] != "off" || run["load"] != nil || run["mean_batch_size"].(float64) < 1 {
+	if run["name"] != "accelgate@100rps" || run["batching"] != "adaptive" || run["load"] != nil || run["mean_batch_size"].(float64) < 1 {
 		t.Errorf("run %v %v %v %v", run["name"], run["batching"], run["load"], run["mean_batch_size"])
 	}
 	if p := run["scenario_plan"].(map[string]any); p["backend"] != "l4-0" || p["factor"].(float64) != DriftFactor || p["start_s"].(float64) != 2.5 {

@@ -23,7 +23,7 @@ func TestPlaceAllocs(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		r.Done(t0, d, nil)
+		r.Done(t0, d, Outcome{})
 	})
 	if n != 0 {
 		t.Fatalf("Place+Done allocates %v times per request, want 0", n)

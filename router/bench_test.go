@@ -20,7 +20,7 @@ func BenchmarkPlace(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				d, _ := r.Place(t0, req, llmModel, -1)
-				r.Done(t0, d, nil)
+				r.Done(t0, d, Outcome{})
 			}
 		})
 	}

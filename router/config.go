@@ -2,37 +2,125 @@ package router
 
 import (
 	"fmt"
+	"strings"
 	"time"
+
+	"github.com/accelgate/accelgate/backends"
 )
 
 // Policy names.
 const (
-	PolicyAccelgate  = "accelgate"   // cheapest predicted attributed cost among SLO-feasible backends
-	PolicyRoundRobin = "round-robin" // baseline: rotate over the model's backends
-	PolicyFastest    = "fastest"     // baseline: lowest predicted latency, ignoring cost
+	// PolicyAccelgate (the default): among the backends whose predicted p95
+	// latency meets the request's SLO, the lowest predicted attributed cost.
+	PolicyAccelgate = "accelgate"
+	// PolicyRoundRobin rotates over the model's backends.
+	PolicyRoundRobin = "round-robin"
+	// PolicyRandom picks a backend uniformly at random.
+	PolicyRandom = "random"
+	// PolicyLeastOutstanding picks the backend with the fewest requests in
+	// flight.
+	PolicyLeastOutstanding = "least-outstanding"
+	// PolicyP2C (power of two choices) samples two backends at random and
+	// takes the one with fewer requests in flight.
+	PolicyP2C = "power-of-two-choices"
+	// PolicyFastest picks the lowest predicted latency, ignoring cost.
+	PolicyFastest = "fastest"
+	// PolicyCheapest picks the lowest price per hour, ignoring SLOs (ties:
+	// fewer requests in flight).
+	PolicyCheapest = "cheapest"
+	// PolicyLatencyEWMA picks the lowest recently observed latency (an
+	// EWMA per backend and model; untried backends first), as LiteLLM's
+	// latency-based routing does.
+	PolicyLatencyEWMA = "latency-ewma"
 )
+
+// Policies returns every policy name, accelgate first, then the baselines.
+func Policies() []string {
+	return []string{PolicyAccelgate, PolicyRoundRobin, PolicyRandom, PolicyLeastOutstanding, PolicyP2C,
+		PolicyFastest, PolicyCheapest, PolicyLatencyEWMA}
+}
 
 // Config is the fleet file's router section.
 type Config struct {
-	// Policy is the placement policy: accelgate (default), round-robin or fastest.
+	// Policy is the placement policy: accelgate (default) or one of the
+	// baselines round-robin, random, least-outstanding,
+	// power-of-two-choices, fastest, cheapest, latency-ewma.
 	Policy string `yaml:"policy"`
-	// Margin inflates every latency prediction before it is compared with an
-	// SLO (0.1 = 10%), covering jitter and model error. Default 0.1.
+	// Margin inflates a latency prediction before it is compared with an
+	// SLO while the online model has fewer than MinSamples samples for the
+	// backend and model (0.1 = 10%). After that the model's own p95 error
+	// is the margin. Default 0.1.
 	Margin float64 `yaml:"margin"`
+	// Quantiles are the quantiles of the online model's error that make a
+	// prediction's margin, per priority class: the latency compared with
+	// a critical request's SLO is the prediction scaled by the 99th
+	// percentile of recent observed/predicted ratios, a standard one's by
+	// the 95th, a sheddable one's by the 90th (the defaults). Higher
+	// quantiles meet more SLOs and pack less densely (cost more).
+	Quantiles Quantiles `yaml:"quantiles"`
+	// MinSamples is how many completed requests a (backend, model) needs
+	// before its learned correction replaces Margin. Default 8.
+	MinSamples int `yaml:"min_samples"`
+	// LearnRate is the weight of the newest sample in the learned mean
+	// correction (EWMA). Default 0.1.
+	LearnRate float64 `yaml:"learn_rate"`
+	// Forget is the time constant with which a correction fades towards 1
+	// when no new samples arrive (a backend that lost its traffic is probed
+	// again). Default 30s.
+	Forget time.Duration `yaml:"forget"`
+	// FailurePenalty is the observed/predicted ratio a failed request
+	// (backend unavailable) counts as in the learned model. Default 4.
+	FailurePenalty float64 `yaml:"failure_penalty"`
 	// EjectAfter is the number of consecutive failures (backend unavailable)
 	// after which a backend is ejected. Default 3; 0 keeps the default.
 	EjectAfter int `yaml:"eject_after"`
 	// EjectFor is how long an ejected backend receives no traffic. Default 10s.
 	EjectFor time.Duration `yaml:"eject_for"`
+	// Seed seeds the random and power-of-two-choices baselines. Default 1.
+	Seed uint64 `yaml:"seed"`
+}
+
+// Quantiles holds one quantile (0.5–1) per priority class.
+type Quantiles struct {
+	Critical  float64 `yaml:"critical"`
+	Standard  float64 `yaml:"standard"`
+	Sheddable float64 `yaml:"sheddable"`
+}
+
+func (q Quantiles) byPriority() [backends.NumPriorities]float64 {
+	var out [backends.NumPriorities]float64
+	out[backends.Critical], out[backends.Standard], out[backends.Sheddable] = q.Critical, q.Standard, q.Sheddable
+	return out
 }
 
 // SetDefaults fills unset fields with their documented defaults.
 func (c *Config) SetDefaults() {
+	if c.Quantiles.Critical == 0 {
+		c.Quantiles.Critical = 0.99
+	}
+	if c.Quantiles.Standard == 0 {
+		c.Quantiles.Standard = 0.95
+	}
+	if c.Quantiles.Sheddable == 0 {
+		c.Quantiles.Sheddable = 0.90
+	}
 	if c.Policy == "" {
 		c.Policy = PolicyAccelgate
 	}
 	if c.Margin == 0 {
 		c.Margin = 0.1
+	}
+	if c.MinSamples == 0 {
+		c.MinSamples = 8
+	}
+	if c.LearnRate == 0 {
+		c.LearnRate = 0.1
+	}
+	if c.Forget == 0 {
+		c.Forget = 30 * time.Second
+	}
+	if c.FailurePenalty == 0 {
+		c.FailurePenalty = 4
 	}
 	if c.EjectAfter == 0 {
 		c.EjectAfter = 3
@@ -40,17 +128,39 @@ func (c *Config) SetDefaults() {
 	if c.EjectFor == 0 {
 		c.EjectFor = 10 * time.Second
 	}
+	if c.Seed == 0 {
+		c.Seed = 1
+	}
 }
 
 // Validate reports the first invalid field, by its fleet-file name.
 func (c *Config) Validate() error {
-	switch c.Policy {
-	case PolicyAccelgate, PolicyRoundRobin, PolicyFastest:
-	default:
-		return fmt.Errorf("router.policy: unknown policy %q (want %s, %s or %s)", c.Policy, PolicyAccelgate, PolicyRoundRobin, PolicyFastest)
+	known := false
+	for _, p := range Policies() {
+		known = known || p == c.Policy
+	}
+	if !known {
+		return fmt.Errorf("router.policy: unknown policy %q (want one of %s)", c.Policy, strings.Join(Policies(), ", "))
 	}
 	if !(c.Margin >= 0 && c.Margin <= 10) {
 		return fmt.Errorf("router.margin: %v is outside [0, 10]", c.Margin)
+	}
+	for name, q := range map[string]float64{"critical": c.Quantiles.Critical, "standard": c.Quantiles.Standard, "sheddable": c.Quantiles.Sheddable} {
+		if !(q >= 0.5 && q <= 1) {
+			return fmt.Errorf("router.quantiles.%s: %v is outside [0.5, 1]", name, q)
+		}
+	}
+	if c.MinSamples < 1 || c.MinSamples > 1000 {
+		return fmt.Errorf("router.min_samples: %d is outside [1, 1000]", c.MinSamples)
+	}
+	if !(c.LearnRate > 0 && c.LearnRate <= 1) {
+		return fmt.Errorf("router.learn_rate: %v is outside (0, 1]", c.LearnRate)
+	}
+	if c.Forget < 0 {
+		return fmt.Errorf("router.forget: must not be negative")
+	}
+	if !(c.FailurePenalty >= 1 && c.FailurePenalty <= 1000) {
+		return fmt.Errorf("router.failure_penalty: %v is outside [1, 1000]", c.FailurePenalty)
 	}
 	if c.EjectAfter < 0 {
 		return fmt.Errorf("router.eject_after: must not be negative")

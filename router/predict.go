@@ -18,6 +18,10 @@ type Prediction struct {
 	E2E     time.Duration // end to end, including the network round trip
 	Busy    time.Duration // accelerator time attributed to this request
 	CostUSD float64       // Busy × the backend's price per second
+	// TTFT95, TPOT95 and E2E95 are the p95 latencies the router compares
+	// with SLOs: the Router fills them from its online model (a Predictor
+	// leaves them zero).
+	TTFT95, TPOT95, E2E95 time.Duration
 }
 
 // Load is the work the gateway has placed on a backend and not yet seen
@@ -32,6 +36,10 @@ type Load struct {
 	// from its books; a continuous-batching server prefills new prompts one
 	// step at a time, so a new prompt waits for those ahead of it).
 	PrefillBacklog time.Duration
+	// BatchRows is the expected rows of the batch a vision or embeddings
+	// request will run in on this backend (the router's EWMA of the batches
+	// it saw; 1 or less: alone).
+	BatchRows float64
 }
 
 // Predictor estimates a request's latency and cost on one backend under its
@@ -57,10 +65,12 @@ type Predictor interface {
 //	E2E   = TTFT + (O − 1) × TPOT
 //	Busy  = PrefillTime(prompt) + s × O × DecodeStep(n) / n
 //
-// Batch classes (vision, embeddings; predicted as one batch per request — the
-// simulator wraps this predictor to share a batch's time when it batches):
-// wait = BatchWork / executors, service = BatchTime(items,
-// tokens), E2E = RTT + wait + service, Busy = service.
+// Batch classes (vision, embeddings), with n = the expected batch rows
+// (Load.BatchRows, at least the request's own rows, at most MaxBatch):
+// wait = BatchWork / executors, service = BatchTime(n, tokens per row × n),
+// E2E = RTT + wait + service, Busy = service × rows / n (the request's share
+// of the batch; the whole service when it runs alone). A request with more
+// rows than MaxBatch runs as several batches one after another.
 type ProfilePredictor struct{}
 
 var _ Predictor = ProfilePredictor{}
@@ -101,7 +111,7 @@ func (ProfilePredictor) Predict(req *backends.Request, m *backends.Model, d *bac
 			stall = lm.PrefillTime(tokens) + time.Duration(others-1)*time.Duration(lm.PrefillBaseMs*float64(time.Millisecond))
 		}
 		p.TPOT = step + stall/time.Duration(o)
-		p.E2E = p.TTFT + time.Duration(o-1)*step
+		p.E2E = p.TTFT + time.Duration(o-1)*p.TPOT
 		p.Busy = prefill + time.Duration(float64(s)*float64(o)*float64(step)/float64(n))
 	default:
 		var bm *backends.BatchModel
@@ -113,20 +123,25 @@ func (ProfilePredictor) Predict(req *backends.Request, m *backends.Model, d *bac
 		if bm == nil {
 			return infeasible()
 		}
-		items := req.Rows
-		if items < 1 {
-			items = 1
-		}
-		var service time.Duration
+		items := max(req.Rows, 1)
 		tokens := req.EstInputTokens
-		for rest := items; rest > 0; rest -= bm.MaxBatch {
-			b := min(rest, bm.MaxBatch)
-			service += bm.BatchTime(b, tokens*b/items)
+		var service time.Duration
+		if n := min(max(l.BatchRows, float64(items)), float64(bm.MaxBatch)); items <= bm.MaxBatch && n > float64(items) {
+			// It joins a batch of n rows (fractional: an expectation) and
+			// bears its share of that batch's time.
+			perRow := float64(tokens) / float64(items)
+			service = time.Duration(bm.BatchMs(n, perRow*n) * float64(time.Millisecond))
+			p.Busy = time.Duration(float64(service) * float64(items) / n)
+		} else {
+			for rest := items; rest > 0; rest -= bm.MaxBatch {
+				b := min(rest, bm.MaxBatch)
+				service += bm.BatchTime(b, tokens*b/items)
+			}
+			p.Busy = service
 		}
 		p.Wait = l.BatchWork / time.Duration(bm.Parallelism())
 		p.TTFT = d.RTT + p.Wait + service
 		p.E2E = p.TTFT
-		p.Busy = service
 	}
 	p.CostUSD = p.Busy.Seconds() * d.PricePerSecond()
 	return p
@@ -137,7 +152,8 @@ const never = time.Duration(1<<62 - 1)
 
 // infeasible is the prediction for hardware that cannot run the request.
 func infeasible() Prediction {
-	return Prediction{Wait: never, TTFT: never, TPOT: never, E2E: never, Busy: never, CostUSD: 1e300}
+	return Prediction{Wait: never, TTFT: never, TPOT: never, E2E: never, Busy: never, CostUSD: 1e300,
+		TTFT95: never, TPOT95: never, E2E95: never}
 }
 
 // Feasible reports whether the hardware can run the request at all (a

@@ -3,6 +3,8 @@ package router
 import (
 	"errors"
 	"fmt"
+	"math"
+	"math/rand/v2"
 	"time"
 
 	"github.com/accelgate/accelgate/backends"
@@ -23,11 +25,34 @@ func (e *ShedError) Unwrap() error { return backends.ErrShed }
 
 // Decision is the result of Place. Pass it back to Done exactly once.
 type Decision struct {
-	Index      int                  // the backend's index in the slice given to New
-	Backend    *backends.Descriptor // the chosen backend
-	Prediction Prediction           // what the router expects on it
-	MeetsSLO   bool                 // false when the request went to the fastest backend as a fallback
-	charged    Load
+	Index   int                  // the backend's index in the slice given to New
+	Backend *backends.Descriptor // the chosen backend
+	// Prediction is what the router expects on it: the profile's
+	// prediction corrected by the online model (mean), with the p95
+	// latencies in the *95 fields.
+	Prediction Prediction
+	// MeetsSLO is false when no backend met the SLO and this one is the
+	// fallback, or when the policy ignores SLOs and this one misses.
+	MeetsSLO bool
+	raw      Prediction
+	model    int
+	charged  Load
+}
+
+// Outcome is what Done learns from a placed request's end. Zero durations
+// are unknown.
+type Outcome struct {
+	// Err is the request's error, nil on success.
+	Err error
+	// E2E is the time from placement to the end (or to the failure).
+	E2E time.Duration
+	// TTFT is the time to the first token (LLM) or to the result.
+	TTFT time.Duration
+	// TPOT is the mean time per output token after the first (LLM).
+	TPOT time.Duration
+	// BatchRows is the rows of the batch the request ran in (vision,
+	// embeddings), 0 when unknown.
+	BatchRows int
 }
 
 // target is one backend's state in the router.
@@ -37,22 +62,28 @@ type target struct {
 	prefillFree  time.Time // when the prefill pipeline drains the prompts placed so far
 	failures     int
 	ejectedUntil time.Time
-	down         bool // marked unhealthy from outside (health checks)
+	down         bool   // marked unhealthy from outside (health checks)
+	cells        []cell // learned state, by model id
 }
 
 type modelTargets struct {
-	idx []int
+	id  int   // the model's index in every target's cells
+	idx []int // the backends serving it
 	rr  int
 }
 
 // Router is the placement core. It is not safe for concurrent use: the live
 // gateway serialises calls with a mutex, the simulator calls it from its event
-// loop.
+// loop. Factors (the learned corrections for the batchers) may be read
+// concurrently.
 type Router struct {
 	cfg     Config
 	pred    Predictor
 	targets []target
 	byModel map[string]*modelTargets // built once; read-only lookups per request
+	rng     *rand.Rand
+	pct     [backends.NumPriorities]int // Config.Quantiles in percent
+	scratch [ringN]float32
 }
 
 // New builds a router over the fleet's backends, in the given order (Decision
@@ -65,7 +96,11 @@ func New(cfg Config, descs []*backends.Descriptor, pred Predictor) (*Router, err
 	if pred == nil {
 		pred = ProfilePredictor{}
 	}
-	r := &Router{cfg: cfg, pred: pred, targets: make([]target, len(descs)), byModel: map[string]*modelTargets{}}
+	r := &Router{cfg: cfg, pred: pred, targets: make([]target, len(descs)), byModel: map[string]*modelTargets{},
+		rng: rand.New(rand.NewPCG(cfg.Seed, 0x9e3779b97f4a7c15))}
+	for p, q := range cfg.Quantiles.byPriority() {
+		r.pct[p] = int(math.Round(q * 100))
+	}
 	for i, d := range descs {
 		if d == nil || d.Profile == nil {
 			return nil, fmt.Errorf("router: backend %d has no descriptor or profile", i)
@@ -74,10 +109,16 @@ func New(cfg Config, descs []*backends.Descriptor, pred Predictor) (*Router, err
 		for _, m := range d.Models {
 			mt := r.byModel[m]
 			if mt == nil {
-				mt = &modelTargets{}
+				mt = &modelTargets{id: len(r.byModel)}
 				r.byModel[m] = mt
 			}
 			mt.idx = append(mt.idx, i)
+		}
+	}
+	for i := range r.targets {
+		r.targets[i].cells = make([]cell, len(r.byModel))
+		for k := range r.targets[i].cells {
+			r.targets[i].cells[k].rows = 1
 		}
 	}
 	return r, nil
@@ -86,29 +127,34 @@ func New(cfg Config, descs []*backends.Descriptor, pred Predictor) (*Router, err
 // Config returns the effective (defaulted) configuration.
 func (r *Router) Config() Config { return r.cfg }
 
+// Factors returns the learned corrections for concurrent readers.
+func (r *Router) Factors() Factors { return Factors{r: r} }
+
 // Place chooses a backend for req and charges the request's work to it.
 // exclude is a backend index to skip (a retry after it failed), or -1.
 //
 // Errors: backends.ErrNoBackend when no healthy backend serves the model;
 // *ShedError (wrapping backends.ErrShed) when a sheddable request cannot meet
-// its SLO anywhere.
+// its SLO anywhere (policy accelgate).
 func (r *Router) Place(now time.Time, req *backends.Request, m *backends.Model, exclude int) (Decision, error) {
 	mt := r.byModel[req.Model]
 	if mt == nil {
 		return Decision{}, backends.ErrNoBackend
 	}
-	best, fastest := -1, -1
-	var bestP, fastP Prediction
-	var minWait time.Duration = -1
-	if r.cfg.Policy == PolicyRoundRobin {
-		return r.roundRobin(now, req, m, mt, exclude)
+	switch r.cfg.Policy {
+	case PolicyAccelgate, PolicyFastest:
+	default:
+		return r.baseline(now, req, m, mt, exclude)
 	}
+	best, fastest := -1, -1
+	var bestP, fastP, bestRaw, fastRaw Prediction
+	var minWait time.Duration = -1
 	for _, i := range mt.idx {
 		t := &r.targets[i]
 		if i == exclude || !r.available(t, now) {
 			continue
 		}
-		p := r.pred.Predict(req, m, t.desc, t.loadAt(now))
+		raw, p := r.predict(now, t, req, m, mt.id)
 		if !p.Feasible() {
 			continue
 		}
@@ -116,23 +162,23 @@ func (r *Router) Place(now time.Time, req *backends.Request, m *backends.Model, 
 			minWait = p.Wait
 		}
 		if fastest < 0 || faster(p, fastP, req) || (latency(p, req) == latency(fastP, req) && t.load.InFlight < r.targets[fastest].load.InFlight) {
-			fastest, fastP = i, p
+			fastest, fastP, fastRaw = i, p, raw
 		}
-		if r.cfg.Policy == PolicyFastest || !r.meets(p, req) {
+		if r.cfg.Policy == PolicyFastest || !meets(p, req) {
 			continue
 		}
 		if best < 0 || cheaper(p, bestP, req, t.load.InFlight, r.targets[best].load.InFlight) {
-			best, bestP = i, p
+			best, bestP, bestRaw = i, p, raw
 		}
 	}
 	if fastest < 0 {
 		return Decision{}, backends.ErrNoBackend
 	}
 	if r.cfg.Policy == PolicyFastest {
-		return r.commit(now, fastest, fastP, req, r.meets(fastP, req)), nil
+		return r.commit(now, fastest, fastRaw, fastP, req, mt.id, meets(fastP, req)), nil
 	}
 	if best >= 0 {
-		return r.commit(now, best, bestP, req, true), nil
+		return r.commit(now, best, bestRaw, bestP, req, mt.id, true), nil
 	}
 	if req.Priority == backends.Sheddable {
 		ra := minWait
@@ -141,29 +187,52 @@ func (r *Router) Place(now time.Time, req *backends.Request, m *backends.Model, 
 		}
 		return Decision{}, &ShedError{RetryAfter: ra}
 	}
-	return r.commit(now, fastest, fastP, req, false), nil
+	return r.commit(now, fastest, fastRaw, fastP, req, mt.id, false), nil
 }
 
-// roundRobin takes the first available backend at or after the model's cursor.
-func (r *Router) roundRobin(now time.Time, req *backends.Request, m *backends.Model, mt *modelTargets, exclude int) (Decision, error) {
-	n := len(mt.idx)
-	for k := 0; k < n; k++ {
-		i := mt.idx[(mt.rr+k)%n]
-		t := &r.targets[i]
-		if i == exclude || !r.available(t, now) {
-			continue
-		}
-		p := r.pred.Predict(req, m, t.desc, t.loadAt(now))
-		if !p.Feasible() {
-			continue
-		}
-		mt.rr = (mt.rr + k + 1) % n
-		return r.commit(now, i, p, req, r.meets(p, req)), nil
+// predict returns the profile's raw prediction for req on t and the same
+// corrected by the online model.
+func (r *Router) predict(now time.Time, t *target, req *backends.Request, m *backends.Model, id int) (raw, p Prediction) {
+	c := &t.cells[id]
+	l := t.loadAt(now)
+	l.BatchRows = c.rows
+	raw = r.pred.Predict(req, m, t.desc, l)
+	return raw, r.correct(now, raw, c, req)
+}
+
+// correct scales a raw prediction by the cell's learned factors: the mean
+// for the expected latencies and the busy time (hence the cost), the p95 for
+// the *95 latencies that are compared with SLOs.
+func (r *Router) correct(now time.Time, raw Prediction, c *cell, req *backends.Request) Prediction {
+	if !raw.Feasible() {
+		return raw
 	}
-	return Decision{}, backends.ErrNoBackend
+	p := raw
+	ns := now.UnixNano()
+	cf := &r.cfg
+	var busy float64
+	if req.Op == backends.OpChat || req.Op == backends.OpCompletion {
+		ft, ft95 := c.ttft.factors(ns, req.Priority, cf.MinSamples, cf.Margin, cf.Forget)
+		fp, fp95 := c.tpot.factors(ns, req.Priority, cf.MinSamples, cf.Margin, cf.Forget)
+		rest := raw.E2E - raw.TTFT
+		p.TTFT, p.TTFT95 = scale(raw.TTFT, ft), scale(raw.TTFT, ft95)
+		p.TPOT, p.TPOT95 = scale(raw.TPOT, fp), scale(raw.TPOT, fp95)
+		p.E2E, p.E2E95 = p.TTFT+scale(rest, fp), p.TTFT95+scale(rest, fp95)
+		busy = fp
+	} else {
+		fe, fe95 := c.e2e.factors(ns, req.Priority, cf.MinSamples, cf.Margin, cf.Forget)
+		p.E2E, p.E2E95 = scale(raw.E2E, fe), scale(raw.E2E, fe95)
+		p.TTFT, p.TTFT95 = p.E2E, p.E2E95
+		busy = fe
+	}
+	p.Busy = scale(raw.Busy, busy)
+	p.CostUSD = raw.CostUSD * busy
+	return p
 }
 
-func (r *Router) commit(now time.Time, i int, p Prediction, req *backends.Request, meets bool) Decision {
+func scale(d time.Duration, f float64) time.Duration { return time.Duration(float64(d) * f) }
+
+func (r *Router) commit(now time.Time, i int, raw, p Prediction, req *backends.Request, model int, meets bool) Decision {
 	t := &r.targets[i]
 	c := charge(req, p)
 	if c.Seqs > 0 && t.desc.Profile.LLM != nil {
@@ -178,15 +247,16 @@ func (r *Router) commit(now time.Time, i int, p Prediction, req *backends.Reques
 	t.load.PromptTokens += c.PromptTokens
 	t.load.BatchWork += c.BatchWork
 	t.load.InFlight += c.InFlight
-	return Decision{Index: i, Backend: t.desc, Prediction: p, MeetsSLO: meets, charged: c}
+	return Decision{Index: i, Backend: t.desc, Prediction: p, MeetsSLO: meets, raw: raw, model: model, charged: c}
 }
 
-// Done releases a placed request's work and records its outcome. err is the
-// request's error (nil on success). Consecutive backend failures
-// (backends.ErrUnavailable) eject the backend for Config.EjectFor.
-func (r *Router) Done(now time.Time, d Decision, err error) {
+// Done releases a placed request's work and feeds its outcome to the online
+// model (see learn.go). Consecutive backend failures
+// (backends.ErrUnavailable) eject the backend for Config.EjectFor; Done
+// reports whether this call ejected it.
+func (r *Router) Done(now time.Time, d Decision, o Outcome) (ejected bool) {
 	if d.Backend == nil || d.Index < 0 || d.Index >= len(r.targets) {
-		return
+		return false
 	}
 	t := &r.targets[d.Index]
 	t.load.Seqs -= d.charged.Seqs
@@ -196,16 +266,102 @@ func (r *Router) Done(now time.Time, d Decision, err error) {
 	}
 	t.load.BatchWork -= d.charged.BatchWork
 	t.load.InFlight -= d.charged.InFlight
+	r.learn(now, t, d, o)
 	switch {
-	case err == nil:
+	case o.Err == nil:
 		t.failures = 0
-	case errors.Is(err, backends.ErrUnavailable):
+	case errors.Is(o.Err, backends.ErrUnavailable):
 		t.failures++
 		if t.failures >= r.cfg.EjectAfter {
 			t.failures = 0
 			t.ejectedUntil = now.Add(r.cfg.EjectFor)
+			return true
 		}
 	}
+	return false
+}
+
+// learn records o in the decision's cell.
+func (r *Router) learn(now time.Time, t *target, d Decision, o Outcome) {
+	if d.model < 0 || d.model >= len(t.cells) || !d.raw.Feasible() {
+		return
+	}
+	c := &t.cells[d.model]
+	ns := now.UnixNano()
+	a := r.cfg.LearnRate
+	llm := d.raw.TPOT > 0
+	var x float64 // the sample for every latency when the request failed
+	switch {
+	case o.Err == nil:
+	case errors.Is(o.Err, backends.ErrTimeout):
+		x = r.cfg.FailurePenalty
+		if o.E2E > 0 && d.raw.E2E > 0 {
+			x = max(x, float64(o.E2E)/float64(d.raw.E2E))
+		}
+	case errors.Is(o.Err, backends.ErrUnavailable):
+		x = r.cfg.FailurePenalty
+	default:
+		return // the client's doing (bad request, canceled) or a refusal: nothing learned
+	}
+	if x > 0 {
+		c.e2e.add(x, ns, a, &r.pct, &r.scratch)
+		if llm {
+			c.ttft.add(x, ns, a, &r.pct, &r.scratch)
+			c.tpot.add(x, ns, a, &r.pct, &r.scratch)
+		}
+		c.observeLatency(x*float64(d.raw.E2E), a)
+		r.publish(ns, c, llm)
+		return
+	}
+	if o.E2E > 0 && d.raw.E2E > 0 {
+		c.e2e.add(float64(o.E2E)/float64(d.raw.E2E), ns, a, &r.pct, &r.scratch)
+	}
+	if llm {
+		tt, tp := o.TTFT, o.TPOT
+		if tt <= 0 && tp <= 0 && o.E2E > 0 && d.raw.E2E > 0 {
+			// Only the end-to-end time is known: it scales both.
+			e := float64(o.E2E) / float64(d.raw.E2E)
+			tt, tp = scale(d.raw.TTFT, e), scale(d.raw.TPOT, e)
+		}
+		if tt > 0 && d.raw.TTFT > 0 {
+			c.ttft.add(float64(tt)/float64(d.raw.TTFT), ns, a, &r.pct, &r.scratch)
+		}
+		if tp > 0 {
+			c.tpot.add(float64(tp)/float64(d.raw.TPOT), ns, a, &r.pct, &r.scratch)
+		}
+	} else if o.BatchRows > 0 {
+		c.rows += rowsAlpha * (float64(o.BatchRows) - c.rows)
+	}
+	switch {
+	case o.TTFT > 0 && (llm || o.E2E <= 0):
+		c.observeLatency(float64(o.TTFT), a)
+	case o.E2E > 0:
+		c.observeLatency(float64(o.E2E), a)
+	}
+	r.publish(ns, c, llm)
+}
+
+// rowsAlpha is the EWMA weight of the newest batch in the expected batch
+// size.
+const rowsAlpha = 0.2
+
+func (c *cell) observeLatency(v, a float64) {
+	if c.nlat == 0 {
+		c.lat = v
+	} else {
+		c.lat += a * (v - c.lat)
+	}
+	c.nlat++
+}
+
+// publish stores the cell's p95 latency factor for Factors.
+func (r *Router) publish(ns int64, c *cell, llm bool) {
+	st := &c.e2e
+	if llm {
+		st = &c.ttft
+	}
+	_, f := st.factors(ns, backends.Standard, r.cfg.MinSamples, r.cfg.Margin, 0)
+	c.pub.Store(math.Float64bits(f))
 }
 
 // SetDown marks backend i unhealthy (down = true) or healthy again, for
@@ -234,16 +390,14 @@ func (r *Router) available(t *target, now time.Time) bool {
 	return !t.down && !now.Before(t.ejectedUntil)
 }
 
-// meets reports whether p, inflated by the margin, meets req's SLO.
-func (r *Router) meets(p Prediction, req *backends.Request) bool {
-	f := 1 + r.cfg.Margin
-	over := func(pred, target time.Duration) bool {
-		return target > 0 && float64(pred)*f > float64(target)
-	}
+// meets reports whether p's p95 latencies meet req's SLO (TTFT and TPOT for
+// streams, end to end otherwise).
+func meets(p Prediction, req *backends.Request) bool {
+	over := func(pred, target time.Duration) bool { return target > 0 && pred > target }
 	if req.Stream {
-		return !over(p.TTFT, req.SLO.TTFT) && !over(p.TPOT, req.SLO.TPOT)
+		return !over(p.TTFT95, req.SLO.TTFT) && !over(p.TPOT95, req.SLO.TPOT)
 	}
-	return !over(p.E2E, req.SLO.E2E)
+	return !over(p.E2E95, req.SLO.E2E)
 }
 
 // latency is the figure "fastest" minimises: TTFT for streams (what the user

@@ -83,7 +83,7 @@ func TestPlaceInfeasibleByPriority(t *testing.T) {
 		if d.Backend != b || d.MeetsSLO {
 			t.Fatalf("%v: got %s meets=%v, want the fastest (b) without SLO", prio, d.Backend.Name, d.MeetsSLO)
 		}
-		r.Done(t0, d, nil)
+		r.Done(t0, d, Outcome{})
 	}
 	_, err := r.Place(t0, chat(backends.Sheddable, impossible, true), llmModel, -1)
 	var se *ShedError
@@ -121,7 +121,7 @@ func TestQueueMovesTrafficAndDoneReleases(t *testing.T) {
 		t.Fatalf("fifth request: predicted wait %v, want > 0", d5.Prediction.Wait)
 	}
 	for _, d := range append(decs, d5) {
-		r.Done(t0, d, nil)
+		r.Done(t0, d, Outcome{})
 	}
 	if l := r.Load(0); l != (Load{}) {
 		t.Fatalf("books not released: %+v", l)
@@ -157,7 +157,7 @@ func TestEjectAfterFailures(t *testing.T) {
 		if d.Backend != a {
 			t.Fatalf("attempt %d: got %s, want the cheap backend a", i, d.Backend.Name)
 		}
-		r.Done(t0, d, backends.ErrUnavailable)
+		r.Done(t0, d, Outcome{Err: backends.ErrUnavailable})
 	}
 	if r.Available(0, t0) {
 		t.Fatal("a should be ejected after 2 consecutive failures")
@@ -166,7 +166,7 @@ func TestEjectAfterFailures(t *testing.T) {
 	if d.Backend != b {
 		t.Fatalf("got %s while a is ejected", d.Backend.Name)
 	}
-	r.Done(t0, d, nil)
+	r.Done(t0, d, Outcome{})
 	if !r.Available(0, t0.Add(time.Minute)) {
 		t.Fatal("a should return after EjectFor")
 	}
@@ -269,7 +269,7 @@ func TestConfigValidate(t *testing.T) {
 		cfg  Config
 		want string
 	}{
-		{Config{Policy: "random"}, "router.policy"},
+		{Config{Policy: "lottery"}, "router.policy"},
 		{Config{Margin: -1}, "router.margin"},
 		{Config{EjectAfter: -2}, "router.eject_after"},
 	} {
@@ -316,7 +316,7 @@ func TestPrefillBacklogAndStall(t *testing.T) {
 		t.Fatalf("after a second the backlog should be gone, wait %v", third.Prediction.Wait)
 	}
 	for _, dd := range []Decision{first, second, third} {
-		r.Done(t0.Add(2*time.Second), dd, nil)
+		r.Done(t0.Add(2*time.Second), dd, Outcome{})
 	}
 	if l := r.Load(0); l.Seqs != 0 || l.PromptTokens != 0 {
 		t.Fatalf("books not released: %+v", l)

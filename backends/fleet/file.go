@@ -80,10 +80,7 @@ type ModelSpec struct {
 	Outputs []backends.TensorSpec `yaml:"outputs"`
 	// Batching is the model's dynamic-batching settings on every backend that
 	// serves it (package batcher; Triton's dynamic batcher's meaning). Absent
-	// means batching off for now: the adaptive mode holds a lone request while
-	// it expects company, which a client that sends one request at a time
-	// pays on every request (see the README's Status); a section without a
-	// mode gets adaptive.
+	// means the defaults: mode adaptive with the defaults below.
 	// Decoded strictly (an unknown key is an error):
 	//
 	//	batching:
@@ -109,13 +106,11 @@ type ModelSpec struct {
 }
 
 // BatchingConfig returns the model's effective batching settings: the
-// batching section with its defaults filled, or batcher.DefaultConfig() with
-// mode off when the section is absent.
+// batching section with its defaults filled, or batcher.DefaultConfig()
+// (adaptive) when the section is absent.
 func (m *ModelSpec) BatchingConfig() batcher.Config {
 	if m.Batching == nil {
-		c := batcher.DefaultConfig()
-		c.Mode = batcher.ModeOff
-		return c
+		return batcher.DefaultConfig()
 	}
 	c := *m.Batching
 	c.PreferredBatchSizes = slices.Clone(c.PreferredBatchSizes)

@@ -368,8 +368,8 @@ backends:
 `, []string{"backends[0].jitter"}},
 
 		// Router.
-		{"unknown policy", models + backend0 + "router:\n  policy: cheapest\n",
-			[]string{"router.policy", `"cheapest"`}},
+		{"unknown policy", models + backend0 + "router:\n  policy: priciest\n",
+			[]string{"router.policy", `"priciest"`}},
 		{"margin above range", models + backend0 + "router:\n  margin: 11\n",
 			[]string{"router.margin", "outside [0, 10]"}},
 		{"negative margin", models + backend0 + "router:\n  margin: -0.5\n",
@@ -424,7 +424,7 @@ backends:
     models: [llm, missing]
     rtt_ms: -3
 router:
-  policy: random
+  policy: lottery
 `)
 	if err == nil {
 		t.Fatal("accepted")
@@ -926,18 +926,17 @@ models:
 	if llm := fl.Batching["llm"]; llm.Mode != batcher.ModeOff || llm.MaxQueueSize != batcher.DefaultMaxQueueSize {
 		t.Errorf("llm batching %+v", llm)
 	}
-	off := batcher.DefaultConfig()
-	off.Mode = batcher.ModeOff
-	if emb := fl.Batching["emb"]; !reflect.DeepEqual(emb, off) {
-		t.Errorf("emb batching %+v, want the defaults with mode off %+v", emb, off)
+	if emb := fl.Batching["emb"]; !reflect.DeepEqual(emb, batcher.DefaultConfig()) {
+		t.Errorf("emb batching %+v, want the defaults %+v", emb, batcher.DefaultConfig())
 	}
-	// The default fleet has no batching sections: batching is opt-in for now.
+	// The default fleet has no batching sections: every model batches
+	// adaptively.
 	def, err := fleet.Default(catalog.Default())
 	if err != nil {
 		t.Fatal(err)
 	}
 	for i := range def.Models {
-		if c := def.Models[i].BatchingConfig(); c.Mode != batcher.ModeOff {
+		if c := def.Models[i].BatchingConfig(); c.Mode != batcher.ModeAdaptive {
 			t.Errorf("default fleet %s: mode %v", def.Models[i].Name, c.Mode)
 		}
 	}

@@ -29,8 +29,9 @@ the first GPU, becomes 3x slower from halfway through the run), edge-failure
 (one edge node stops answering for one minute from 25% of the run; a run
 under two minutes gets a window of half its length).
 
-Batching (-batching, a list to compare): off runs every embeddings and
-vision request alone; fixed is Triton's dynamic batcher (preferred size the
+Batching (-batching, a list to compare; default adaptive, as in the
+gateway): off runs every embeddings and vision request alone at batch size 1
+(a request with several rows runs them one after another); fixed is Triton's dynamic batcher (preferred size the
 hardware's max batch, max_queue_delay_us tuned: each run is simulated with
 100, 500, 1000, 2000 and 5000 us and the best SLO attainment kept, then the
 lowest cost; -find-max keeps the delay with the highest rate; the choice
@@ -71,7 +72,7 @@ func runSimulate(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&c.Workload, "workload", loadtest.WorkloadMixed, "standard workload ("+strings.Join(loadtest.Names(), ", ")+") or trace:`FILE`")
 	fs.IntVar(&c.Requests, "requests", loadtest.DefaultSimRequests, "requests per run (`N`)")
 	fs.Int64Var(&c.Seed, "seed", 1, "workload and jitter `seed`")
-	batching := fs.String("batching", loadtest.BatchingOff, "comma-separated request batching `modes` to compare ("+strings.Join(loadtest.BatchingModes(), ", ")+") or all")
+	batching := fs.String("batching", loadtest.BatchingAdaptive, "comma-separated request batching `modes` to compare ("+strings.Join(loadtest.BatchingModes(), ", ")+") or all")
 	delayUs := fs.Int64("max-queue-delay-us", 0, "fixed batching's max_queue_delay_us (`N`; default: tuned per run over 100, 500, 1000, 2000, 5000)")
 	fs.BoolVar(&c.FindMax, "find-max", false, "also find, per policy, the highest rate with at least 99% SLO attainment (bisection; each probe a full run)")
 	fs.StringVar(&c.Scenario, "scenario", loadtest.ScenarioSteady, "scenario: "+strings.Join(loadtest.ScenarioNames(), ", "))

@@ -22,7 +22,7 @@ func TestSimulateFlagErrors(t *testing.T) {
 		{[]string{"-load", "half"}, `-load: "half" is not a positive number`},
 		{[]string{"-rate", "-5"}, `-rate: "-5" is not a positive number`},
 		{[]string{"-load", "0.5", "-rate", "10"}, "-load and -rate cannot be combined"},
-		{[]string{"-policies", "cheapest"}, `unknown policy "cheapest"`},
+		{[]string{"-policies", "priciest"}, `unknown policy "priciest"`},
 		{[]string{"-policies", ","}, "name at least one policy"},
 		{[]string{"-policies", "fastest,fastest"}, "listed twice"},
 		{[]string{"-scenario", "meteor"}, `unknown scenario "meteor"`},

@@ -1,0 +1,178 @@
+package router
+
+import (
+	"math"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"github.com/accelgate/accelgate/backends"
+)
+
+// The online latency model.
+//
+// For every (backend, model) the router keeps the ratio of what it observed
+// to what the profile predicted at placement (the raw prediction, before any
+// correction), for the three latencies it checks against SLOs: time to first
+// token (or to the result), time per output token, and end to end. Each ratio
+// has
+//
+//   - a mean: an exponentially weighted moving average (weight
+//     Config.LearnRate, default 0.1, for the newest sample), which scales the
+//     prediction used for cost and ranking, and
+//   - a p95: the 95th percentile of the last 64 ratios, which scales the
+//     prediction compared with the SLO. The margin is thus the model's own
+//     recent error, not a constant (Config.Margin applies only until a cell
+//     has MinSamples samples).
+//
+// A backend that turns 3× slower shows ratios near 3 from its next requests
+// on: the p95 moves after a handful of samples (4 of 64 above the old p95)
+// and the mean within a few dozen; its predictions then miss the SLOs it can
+// no longer meet and it stops receiving that traffic. Errors and timeouts are
+// samples too: a backend failure (backends.ErrUnavailable) counts as a ratio
+// of Config.FailurePenalty (default 4), a timeout as the time it took over
+// the prediction (at least the penalty), so a backend that stops answering
+// loses its traffic through this feedback alone, before any ejection.
+//
+// Corrections fade: without new samples a ratio decays towards 1 with time
+// constant Config.Forget (default 30 s), so a backend that lost its traffic
+// is probed again later, and recovers its share when it answers well.
+
+// ringN is how many recent ratios the p95 is taken over.
+const ringN = 64
+
+// ratio is one latency's observed/predicted statistics.
+type ratio struct {
+	mean float64
+	q    [backends.NumPriorities]float64 // the margin quantile per priority class
+	n    int                             // samples seen
+	last int64                           // time of the last sample, ns
+	ring [ringN]float32
+}
+
+// add records sample x (observed/predicted) at now.
+func (r *ratio) add(x float64, now int64, alpha float64, pct *[backends.NumPriorities]int, scratch *[ringN]float32) {
+	if !(x > 0) || math.IsInf(x, 0) {
+		return
+	}
+	x = min(x, 1e3)
+	if r.n == 0 {
+		r.mean = x
+	} else {
+		r.mean += alpha * (x - r.mean)
+	}
+	r.ring[r.n%ringN] = float32(x)
+	r.n++
+	r.last = now
+	if r.n > 16 && r.n%4 != 0 {
+		return // the percentile is refreshed every 4th sample once warm
+	}
+	k := min(r.n, ringN)
+	*scratch = r.ring
+	s := scratch[:k]
+	slices.Sort(s)
+	for c, p := range pct {
+		r.q[c] = float64(s[max((k*p+99)/100, 1)-1])
+	}
+}
+
+// factors returns the mean and p95 factors at now: 1 and 1+margin before
+// minSamples samples, decayed towards 1 with time constant forget after.
+func (r *ratio) factors(now int64, prio backends.Priority, minSamples int, margin float64, forget time.Duration) (mean, p95 float64) {
+	if r.n < minSamples {
+		return 1, 1 + margin
+	}
+	mean, p95 = r.mean, max(r.q[prio], r.mean)
+	if dt := now - r.last; dt > 0 && forget > 0 {
+		w := math.Exp(-float64(dt) / float64(forget))
+		mean = 1 + (mean-1)*w
+		p95 = 1 + (p95-1)*w
+	}
+	return mean, p95
+}
+
+// cell is the learned state of one (backend, model).
+type cell struct {
+	ttft, tpot, e2e ratio
+	// rows is the EWMA of the rows of the batches this backend ran the
+	// model's requests in (batch classes; 1 before any).
+	rows float64
+	// lat is the EWMA of observed latency (TTFT for streams, end to end
+	// otherwise), in ns: the latency-ewma baseline's signal.
+	lat  float64
+	nlat int
+	// pub is the published E2E (batch) or TTFT (LLM) p95 factor, for
+	// readers outside the router's lock (the batcher's predictor).
+	pub atomic.Uint64
+}
+
+// Factors is the learned correction published for readers that do not hold
+// the router (the batchers): per backend and model, the p95 factor the
+// router applies to the profile's latency. Safe for concurrent use.
+type Factors struct {
+	r *Router
+}
+
+// Latency returns the p95 factor for backend i and the model: 1 + Margin
+// before any sample, 1 for an unknown backend or model.
+func (f Factors) Latency(i int, model string) float64 {
+	if f.r == nil || i < 0 || i >= len(f.r.targets) {
+		return 1
+	}
+	mt := f.r.byModel[model]
+	if mt == nil {
+		return 1
+	}
+	v := f.r.targets[i].cells[mt.id].pub.Load()
+	if v == 0 {
+		return 1 + f.r.cfg.Margin // no samples yet
+	}
+	return math.Float64frombits(v)
+}
+
+// BatchPredictor serves the batcher's Predictor interface
+// (batcher.Predictor) from the router's model: the profile's time for a
+// batch of rows rows holding tokens tokens on backend i (split into
+// MaxBatch-row batches when larger; for an LLM model, the prefill of a
+// request admitted now), scaled by the learned p95 factor for that backend
+// and model (1 + Config.Margin until it has samples), plus the round trip.
+// It is safe for concurrent use and allocates nothing.
+type BatchPredictor struct {
+	f Factors
+}
+
+// BatchPredictor returns the batcher-facing view of the router's model.
+func (r *Router) BatchPredictor() BatchPredictor { return BatchPredictor{f: r.Factors()} }
+
+// BatchLatency implements batcher.Predictor.
+func (p BatchPredictor) BatchLatency(backend int, m *backends.Model, rows, tokens int) time.Duration {
+	if p.f.r == nil || backend < 0 || backend >= len(p.f.r.targets) {
+		return 0
+	}
+	d := p.f.r.targets[backend].desc
+	prof := d.Profile
+	var t time.Duration
+	var bm *backends.BatchModel
+	switch m.Kind {
+	case backends.ModelLLM:
+		if prof.LLM == nil {
+			return d.RTT
+		}
+		t = prof.LLM.PrefillTime(tokens)
+	case backends.ModelTensor:
+		bm = prof.Vision
+	default:
+		bm = prof.Embedding
+	}
+	if bm != nil {
+		rows = max(rows, 1)
+		per := max(bm.MaxBatch, 1)
+		for rest := rows; rest > 0; rest -= per {
+			b := min(rest, per)
+			t += bm.BatchTime(b, tokens*b/rows)
+		}
+	} else if m.Kind != backends.ModelLLM {
+		return d.RTT
+	}
+	return d.RTT + scale(t, p.f.Latency(backend, m.Name))
+}

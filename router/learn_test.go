@@ -1,0 +1,269 @@
+package router
+
+import (
+	"errors"
+	"math"
+	"testing"
+	"time"
+
+	"github.com/accelgate/accelgate/backends"
+)
+
+func visReq(prio backends.Priority, e2e time.Duration) *backends.Request {
+	return &backends.Request{Op: backends.OpTensor, Model: "vis", Priority: prio, Rows: 1, SLO: backends.SLO{E2E: e2e}}
+}
+
+// A backend that turns 3× slower is recognised from its outcomes alone and
+// stops receiving traffic it can no longer serve in time; when the slowdown
+// is over and the correction fades, it gets its traffic back.
+func TestLearnedDriftMovesTraffic(t *testing.T) {
+	cheap := desc("cheap", llmProfile("cheap", 1, 8, 100), 0) // vision 2 ms + 0.1 ms/row
+	dear := desc("dear", llmProfile("dear", 10, 4, 100), 0)   // vision 1 ms + 0.1 ms/row
+	r := newRouter(t, Config{}, cheap, dear)
+	slo := 4 * time.Millisecond
+	now := t0
+	placedOn := func(n int, slowdown float64) (onCheap int) {
+		for k := 0; k < n; k++ {
+			d, err := r.Place(now, visReq(backends.Standard, slo), visModel, -1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f := 1.0
+			if d.Backend == cheap {
+				onCheap++
+				f = slowdown
+			}
+			took := time.Duration(float64(d.raw.E2E) * f)
+			now = now.Add(10 * time.Millisecond)
+			r.Done(now, d, Outcome{E2E: took})
+		}
+		return onCheap
+	}
+	if got := placedOn(50, 1); got != 50 {
+		t.Fatalf("healthy: %d of 50 on the cheap backend, want all", got)
+	}
+	// 3× slower: 2.1 ms becomes 6.3 ms, over the 4 ms target.
+	if got := placedOn(60, 3); got > 12 {
+		t.Fatalf("after a 3x slowdown the cheap backend still got %d of 60 requests", got)
+	}
+	last := placedOn(20, 3)
+	if last != 0 {
+		t.Fatalf("the slow backend still gets traffic after 80 requests: %d of the last 20", last)
+	}
+	// Nothing new is learned about it; after a few Forget time constants
+	// its correction has faded and it is tried again.
+	now = now.Add(5 * r.Config().Forget)
+	if got := placedOn(1, 1); got != 1 {
+		t.Fatalf("after the correction faded the cheap backend got %d of 1", got)
+	}
+}
+
+// Errors and timeouts are feedback: a backend that stops answering loses its
+// traffic before it is ejected.
+func TestLearnedFailuresMoveTraffic(t *testing.T) {
+	cheap := desc("cheap", llmProfile("cheap", 1, 8, 100), 0)
+	dear := desc("dear", llmProfile("dear", 10, 4, 100), 0)
+	r := newRouter(t, Config{EjectAfter: 1000}, cheap, dear)
+	now := t0
+	moved := -1
+	for k := 0; k < 12; k++ {
+		d, _ := r.Place(now, visReq(backends.Standard, 4*time.Millisecond), visModel, -1)
+		now = now.Add(time.Millisecond)
+		if d.Backend != cheap {
+			if moved < 0 {
+				moved = k
+			}
+			r.Done(now, d, Outcome{E2E: d.raw.E2E})
+			continue
+		}
+		if moved >= 0 {
+			t.Fatalf("request %d went back to the failing backend", k)
+		}
+		err := error(backends.ErrTimeout)
+		if k%2 == 0 {
+			err = backends.ErrUnavailable
+		}
+		r.Done(now, d, Outcome{Err: err, E2E: time.Second})
+	}
+	// MinSamples failures are needed before the model trusts itself.
+	if moved != r.Config().MinSamples {
+		t.Fatalf("traffic moved after %d failures, want %d", moved, r.Config().MinSamples)
+	}
+	d, _ := r.Place(now, visReq(backends.Standard, 4*time.Millisecond), visModel, -1)
+	if !r.Available(0, now) {
+		t.Fatal("the backend was ejected: this test is about the learned model alone")
+	}
+	// A client-side error teaches nothing.
+	before := r.targets[1].cells[d.model].e2e.n
+	r.Done(now, d, Outcome{Err: backends.ErrBadRequest})
+	if r.targets[1].cells[d.model].e2e.n != before {
+		t.Fatal("a bad request was counted as a latency sample")
+	}
+}
+
+// The p95 margin: a backend whose latencies scatter gets a wider margin than
+// one that is steady, though their means are the same.
+func TestLearnedP95Margin(t *testing.T) {
+	var steady, noisy ratio
+	var scratch [ringN]float32
+	pct := &[backends.NumPriorities]int{99, 95, 90}
+	for k := 0; k < 200; k++ {
+		steady.add(1, int64(k), 0.1, pct, &scratch)
+		x := 0.9
+		if k%10 == 0 {
+			x = 1.9 // one in ten is twice as slow
+		}
+		noisy.add(x, int64(k), 0.1, pct, &scratch)
+	}
+	_, s95 := steady.factors(200, backends.Standard, 8, 0.1, 0)
+	nm, n95 := noisy.factors(200, backends.Standard, 8, 0.1, 0)
+	if s95 != 1 {
+		t.Errorf("steady p95 factor %v, want 1", s95)
+	}
+	if math.Abs(nm-1) > 0.1 || n95 < 1.85 {
+		t.Errorf("noisy: mean %v (want ≈1), p95 %v (want ≈1.9)", nm, n95)
+	}
+	// Before MinSamples the configured margin applies.
+	var fresh ratio
+	fresh.add(5, 0, 0.1, pct, &scratch)
+	if m, p := fresh.factors(0, backends.Standard, 8, 0.25, 0); m != 1 || p != 1.25 {
+		t.Errorf("cold cell: %v %v, want 1 and 1.25", m, p)
+	}
+}
+
+// The batch share: once the router has seen batches of 8 rows on a backend,
+// a one-row request is charged an eighth of a batch of 8.
+func TestLearnedBatchShare(t *testing.T) {
+	p := llmProfile("p", 3.6, 8, 100)
+	d := desc("a", p, 0)
+	r := newRouter(t, Config{}, d)
+	first, _ := r.Place(t0, visReq(backends.Standard, time.Second), visModel, -1)
+	alone := p.Vision.BatchTime(1, 0)
+	if first.raw.Busy != alone {
+		t.Fatalf("before any batch: busy %v, want %v", first.raw.Busy, alone)
+	}
+	r.Done(t0, first, Outcome{E2E: alone, BatchRows: 8})
+	for k := 0; k < 40; k++ {
+		dd, _ := r.Place(t0, visReq(backends.Standard, time.Second), visModel, -1)
+		r.Done(t0, dd, Outcome{E2E: alone, BatchRows: 8})
+	}
+	dd, _ := r.Place(t0, visReq(backends.Standard, time.Second), visModel, -1)
+	want := p.Vision.BatchTime(8, 0) / 8
+	if diff := dd.raw.Busy - want; diff < -want/50 || diff > want/50 {
+		t.Fatalf("busy %v, want about %v (an eighth of a batch of 8)", dd.raw.Busy, want)
+	}
+}
+
+func TestBaselines(t *testing.T) {
+	mk := func(policy string) *Router {
+		return newRouter(t, Config{Policy: policy},
+			desc("a", llmProfile("a", 3, 10, 100), 0),
+			desc("b", llmProfile("b", 1, 30, 100), 0),
+			desc("c", llmProfile("c", 2, 20, 100), 0))
+	}
+	req := visReq(backends.Standard, time.Millisecond) // nobody meets it: baselines do not care
+	// cheapest: b, always (ties by load would move it, prices differ).
+	r := mk(PolicyCheapest)
+	for k := 0; k < 5; k++ {
+		if d, _ := r.Place(t0, req, visModel, -1); d.Backend.Name != "b" {
+			t.Fatalf("cheapest placed on %s", d.Backend.Name)
+		}
+	}
+	// least-outstanding spreads: a, b, c, then a again once a is done.
+	r = mk(PolicyLeastOutstanding)
+	var got []string
+	var first Decision
+	for k := 0; k < 3; k++ {
+		d, _ := r.Place(t0, req, visModel, -1)
+		if k == 0 {
+			first = d
+		}
+		got = append(got, d.Backend.Name)
+	}
+	r.Done(t0, first, Outcome{})
+	d, _ := r.Place(t0, req, visModel, -1)
+	if got = append(got, d.Backend.Name); got[0] != "a" || got[1] != "b" || got[2] != "c" || got[3] != "a" {
+		t.Fatalf("least-outstanding order %v", got)
+	}
+	// random and power-of-two-choices: every backend gets some, and p2c
+	// never picks the busier of two... over many draws, p2c's loads stay
+	// within one of each other when nothing finishes.
+	for _, pol := range []string{PolicyRandom, PolicyP2C} {
+		r = mk(pol)
+		count := map[string]int{}
+		for k := 0; k < 300; k++ {
+			d, _ := r.Place(t0, req, visModel, -1)
+			count[d.Backend.Name]++
+		}
+		for _, n := range []string{"a", "b", "c"} {
+			if count[n] < 40 {
+				t.Errorf("%s: %s got %d of 300", pol, n, count[n])
+			}
+		}
+		if pol == PolicyP2C {
+			lo, hi := 300, 0
+			for _, n := range count {
+				lo, hi = min(lo, n), max(hi, n)
+			}
+			if hi-lo > 30 {
+				t.Errorf("p2c loads %v are not balanced", count)
+			}
+		}
+	}
+	// latency-ewma: untried first, then the lowest observed latency.
+	r = mk(PolicyLatencyEWMA)
+	lat := map[string]time.Duration{"a": 5 * time.Millisecond, "b": 2 * time.Millisecond, "c": 9 * time.Millisecond}
+	var order []string
+	for k := 0; k < 5; k++ {
+		d, _ := r.Place(t0, req, visModel, -1)
+		order = append(order, d.Backend.Name)
+		r.Done(t0, d, Outcome{E2E: lat[d.Backend.Name]})
+	}
+	if order[0] != "a" || order[1] != "b" || order[2] != "c" || order[3] != "b" || order[4] != "b" {
+		t.Fatalf("latency-ewma order %v", order)
+	}
+	// Every baseline skips excluded and ejected backends.
+	for _, pol := range Policies()[1:] {
+		r = mk(pol)
+		r.SetDown(1, true)
+		for k := 0; k < 20; k++ {
+			d, err := r.Place(t0, req, visModel, 0)
+			if err != nil || d.Backend.Name != "c" {
+				t.Fatalf("%s with a excluded and b down: %v %v", pol, d.Backend, err)
+			}
+			r.Done(t0, d, Outcome{})
+		}
+	}
+}
+
+func TestBatchPredictorServesBatcher(t *testing.T) {
+	p := llmProfile("p", 1, 8, 100)
+	p.Vision.MaxBatch = 4
+	d := desc("x", p, 3*time.Millisecond)
+	r := newRouter(t, Config{Margin: 0.5}, d)
+	bp := r.BatchPredictor()
+	f := 1.5 // the margin, before samples
+	want := func(t time.Duration) time.Duration { return 3*time.Millisecond + scale(t, f) }
+	if got := bp.BatchLatency(0, visModel, 3, 0); got != want(p.Vision.BatchTime(3, 0)) {
+		t.Fatalf("3 rows: %v", got)
+	}
+	if got := bp.BatchLatency(0, visModel, 6, 0); got != want(p.Vision.BatchTime(4, 0)+p.Vision.BatchTime(2, 0)) {
+		t.Fatalf("6 rows: %v", got)
+	}
+	if got := bp.BatchLatency(0, llmModel, 1, 500); got != want(p.LLM.PrefillTime(500)) {
+		t.Fatalf("llm: %v", got)
+	}
+	// After samples showing the backend twice as slow as its profile, the
+	// batcher's predictions double too.
+	for k := 0; k < 20; k++ {
+		dd, _ := r.Place(t0, visReq(backends.Standard, time.Second), visModel, -1)
+		r.Done(t0, dd, Outcome{E2E: 2 * dd.raw.E2E})
+	}
+	if got := bp.BatchLatency(0, visModel, 3, 0); got != 3*time.Millisecond+scale(p.Vision.BatchTime(3, 0), 2) {
+		t.Fatalf("learned: %v", got)
+	}
+	if n := testing.AllocsPerRun(100, func() { bp.BatchLatency(0, visModel, 5, 10) }); n != 0 {
+		t.Fatalf("%v allocs", n)
+	}
+	_ = errors.New
+}
