@@ -125,7 +125,9 @@ func (d *Dispatcher) runBatched(ctx context.Context, p *Placement, req *backends
 	case backends.OpTensor, backends.OpEmbedding:
 		return bt.Do(ctx, req)
 	case backends.OpChat, backends.OpCompletion:
-		if d.bcfg[m.Name].Mode != batcher.ModeOff {
+		if p.release != nil { // admitted before the response headers (PlaceAdmitted)
+			defer p.release()
+		} else if d.bcfg[m.Name].Mode != batcher.ModeOff {
 			release, err := bt.Admit(ctx, req)
 			if err != nil {
 				return nil, err

@@ -639,3 +639,31 @@ func TestBatchEmulatorOneBatch(t *testing.T) {
 			desc.Profile.Vision.BatchTime(1, 0)+desc.Profile.Vision.BatchTime(2, 0)+desc.Profile.Vision.BatchTime(3, 0))
 	}
 }
+
+// TestStreamAdmissionBeforeHeaders: a streaming chat request waits for
+// admission before its response headers, so a full admission queue answers
+// 429 with an OpenAI error body (not a 200 event stream carrying an error
+// event), and a queued stream starts streaming once admitted.
+func TestStreamAdmissionBeforeHeaders(t *testing.T) {
+	f := newBatchFake(true)
+	f.desc.Profile.LLM.MaxConcurrency = 1
+	e := newBatchEnv(t, f, map[string]batcher.Config{"llm": {MaxQueueSize: 1}})
+	stream := `{"model":"llm","stream":true,"messages":[{"role":"user","content":"hi"}]}`
+	first := e.post("/v1/chat/completions", stream)
+	d := e.srv.d
+	waitFor(t, "the first stream at the backend", func() bool { f.mu.Lock(); defer f.mu.Unlock(); return len(f.calls) == 1 })
+	second := e.post("/v1/chat/completions", stream)
+	waitFor(t, "the second stream queued", func() bool { return d.batchers[0].Len() == 1 })
+	a := <-e.post("/v1/chat/completions", stream)
+	if a.status != 429 || !strings.Contains(string(a.body), `"error"`) || strings.Contains(string(a.body), "data:") {
+		t.Fatalf("full admission queue: status %d, body %s", a.status, a.body)
+	}
+	f.gate <- struct{}{}
+	if a := <-first; a.status != 200 || !strings.Contains(string(a.body), "data: [DONE]") {
+		t.Fatalf("first: %d %s", a.status, a.body)
+	}
+	f.gate <- struct{}{}
+	if a := <-second; a.status != 200 || !strings.Contains(string(a.body), "data: [DONE]") {
+		t.Fatalf("second: %d %s", a.status, a.body)
+	}
+}

@@ -119,8 +119,9 @@ func (d *Dispatcher) ModelReady(name string) bool {
 type Placement struct {
 	dec   router.Decision
 	b     backends.Backend
-	at    time.Time // when it was placed
-	first time.Time // when the first output reached the front (streams), zero before
+	at      time.Time // when it was placed
+	first   time.Time // when the first output reached the front (streams), zero before
+	release func()    // set once the request holds admission slots (PlaceAdmitted)
 }
 
 // FirstOutput records when the placed request's first output (a streamed
@@ -151,7 +152,13 @@ func (d *Dispatcher) Place(req *backends.Request, m *backends.Model, exclude int
 }
 
 // Cancel releases a placement that will not run.
-func (d *Dispatcher) Cancel(p *Placement) { d.done(p, nil, context.Canceled) }
+func (d *Dispatcher) Cancel(p *Placement) {
+	if p.release != nil {
+		p.release()
+		p.release = nil
+	}
+	d.done(p, nil, context.Canceled)
+}
 
 // done reports a placement's outcome to the router: its error, and when it
 // succeeded, the latencies the gateway saw (placement to end, to the first
@@ -229,6 +236,47 @@ func (d *Dispatcher) Do(ctx context.Context, req *backends.Request, m *backends.
 		lastErr, exclude = err, p.dec.Index
 	}
 	return nil, nil, lastErr
+}
+
+// SetExternal passes backend i's self-reported load (a telemetry scrape) to
+// the router; the zero value forgets it. See router.Router.SetExternal.
+func (d *Dispatcher) SetExternal(i int, e router.External) {
+	d.mu.Lock()
+	d.r.SetExternal(i, e)
+	d.mu.Unlock()
+}
+
+// PlaceAdmitted places an LLM request and waits, before anything is sent to
+// the client, until the chosen backend's admission queue lets it in: a
+// streaming front calls it before writing its response headers, so a full
+// queue is still a 429 and a hard timeout a 504. A request handed back by
+// the queue (its backend was ejected, or can no longer meet its SLO) is
+// placed again elsewhere. On success the placement holds the admission; Run
+// it (or Cancel it) exactly once.
+func (d *Dispatcher) PlaceAdmitted(ctx context.Context, req *backends.Request, m *backends.Model) (Placement, error) {
+	exclude := -1
+	for attempt := 0; ; attempt++ {
+		p, err := d.Place(req, m, exclude)
+		if err != nil {
+			return Placement{}, err
+		}
+		if d.bcfg[m.Name].Mode == batcher.ModeOff || (req.Op != backends.OpChat && req.Op != backends.OpCompletion) {
+			return p, nil
+		}
+		release, err := d.batchers[p.dec.Index].Admit(ctx, req)
+		if err == nil {
+			p.release = release
+			return p, nil
+		}
+		if ctx.Err() != nil && !errors.Is(err, backends.ErrTimeout) {
+			err = fmt.Errorf("%w: the request waited for admission past its hard timeout (%w)", backends.ErrTimeout, err)
+		}
+		d.done(&p, nil, err)
+		if !errors.Is(err, batcher.ErrEvicted) || attempt+1 >= d.attempts {
+			return Placement{}, err
+		}
+		exclude = p.dec.Index
+	}
 }
 
 // missed reports whether a request that took elapsed missed its end-to-end

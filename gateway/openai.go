@@ -86,7 +86,11 @@ func (s *Server) handleLLM(ctx *fasthttp.RequestCtx, op backends.Op) {
 		}
 		return
 	}
-	p, err := s.d.Place(req, m, -1)
+	// Admission happens before the headers, so that a full queue or a
+	// timeout while waiting is still an HTTP error, not an error event.
+	actx, cancel := context.WithDeadline(context.Background(), req.Deadline)
+	p, err := s.d.PlaceAdmitted(actx, req, m)
+	cancel()
 	if err != nil {
 		s.writeError(ctx, err)
 		return

@@ -267,3 +267,25 @@ func TestBatchPredictorServesBatcher(t *testing.T) {
 	}
 	_ = errors.New
 }
+
+// Telemetry: a backend that reports more work than the router placed (other
+// clients share it) is predicted with the larger queue.
+func TestExternalLoadMerges(t *testing.T) {
+	a := desc("a", llmProfile("a", 1, 10, 4), 0)
+	r := newRouter(t, Config{}, a)
+	req := chat(backends.Standard, 100*time.Millisecond, true)
+	d0, _ := r.Place(t0, req, llmModel, -1)
+	r.Done(t0, d0, Outcome{})
+	quiet := d0.raw.TTFT
+	r.SetExternal(0, External{Seqs: 12}) // 3× the slots busy elsewhere
+	d1, _ := r.Place(t0, req, llmModel, -1)
+	r.Done(t0, d1, Outcome{})
+	if d1.raw.Wait <= 0 || d1.raw.TTFT <= quiet {
+		t.Fatalf("reported load ignored: wait %v, ttft %v (quiet %v)", d1.raw.Wait, d1.raw.TTFT, quiet)
+	}
+	r.SetExternal(0, External{})
+	d2, _ := r.Place(t0, req, llmModel, -1)
+	if d2.raw.TTFT != quiet {
+		t.Fatalf("forgotten report still counts: %v vs %v", d2.raw.TTFT, quiet)
+	}
+}

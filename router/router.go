@@ -64,6 +64,20 @@ type target struct {
 	ejectedUntil time.Time
 	down         bool   // marked unhealthy from outside (health checks)
 	cells        []cell // learned state, by model id
+	ext          External
+}
+
+// External is load on a backend that the router did not place itself, as
+// the backend reports it (its metrics endpoint: vLLM's running and waiting
+// requests, Triton's pending ones). Other clients may share an upstream, so
+// the router predicts with the larger of its own books and this (see
+// SetExternal).
+type External struct {
+	// Seqs is the LLM sequences the backend reports running or waiting.
+	Seqs int
+	// Pending is the batch (vision, embeddings) requests it reports queued
+	// or executing.
+	Pending int
 }
 
 type modelTargets struct {
@@ -377,9 +391,27 @@ func (r *Router) Load(i int) Load { return r.targets[i].load }
 // Len is the number of backends.
 func (r *Router) Len() int { return len(r.targets) }
 
-// loadAt is the target's books with the prefill backlog as seen at now.
+// SetExternal records backend i's self-reported load (a telemetry scrape);
+// the zero External forgets it (a stale or failed scrape). The merge rule:
+// the queue a new request joins is the larger of what the router placed and
+// what the backend reports — LLM sequences max(placed, reported) (the
+// placed prompts' tokens scaled along), batch work scaled by reported
+// pending ÷ placed in flight when that is more than 1.
+func (r *Router) SetExternal(i int, e External) { r.targets[i].ext = e }
+
+// loadAt is the target's books with the prefill backlog as seen at now and
+// the backend's own report merged in.
 func (t *target) loadAt(now time.Time) Load {
 	l := t.load
+	if e := t.ext; e.Seqs > l.Seqs {
+		if l.Seqs > 0 {
+			l.PromptTokens = l.PromptTokens * e.Seqs / l.Seqs
+		}
+		l.Seqs = e.Seqs
+	}
+	if e := t.ext; e.Pending > l.InFlight && l.InFlight > 0 {
+		l.BatchWork = l.BatchWork * time.Duration(e.Pending) / time.Duration(l.InFlight)
+	}
 	if t.prefillFree.After(now) {
 		l.PrefillBacklog = t.prefillFree.Sub(now)
 	}
