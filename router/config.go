@@ -74,8 +74,14 @@ type Config struct {
 	// EjectAfter is the number of consecutive failures (backend unavailable)
 	// after which a backend is ejected. Default 3; 0 keeps the default.
 	EjectAfter int `yaml:"eject_after"`
-	// EjectFor is how long an ejected backend receives no traffic. Default 10s.
+	// EjectFor is how long an ejected backend receives no traffic; over the
+	// same time after it, it is re-admitted gradually (10% of its placements
+	// growing to 100%). Default 10s.
 	EjectFor time.Duration `yaml:"eject_for"`
+	// EjectErrorRate ejects a backend whose recent failure rate (backend
+	// unavailable or hard timeout; an EWMA over about 20 requests) exceeds
+	// it. Default 0.5; 1 disables it.
+	EjectErrorRate float64 `yaml:"eject_error_rate"`
 	// Seed seeds the random and power-of-two-choices baselines. Default 1.
 	Seed uint64 `yaml:"seed"`
 }
@@ -131,6 +137,9 @@ func (c *Config) SetDefaults() {
 	if c.Seed == 0 {
 		c.Seed = 1
 	}
+	if c.EjectErrorRate == 0 {
+		c.EjectErrorRate = 0.5
+	}
 }
 
 // Validate reports the first invalid field, by its fleet-file name.
@@ -164,6 +173,9 @@ func (c *Config) Validate() error {
 	}
 	if c.EjectAfter < 0 {
 		return fmt.Errorf("router.eject_after: must not be negative")
+	}
+	if !(c.EjectErrorRate > 0 && c.EjectErrorRate <= 1) {
+		return fmt.Errorf("router.eject_error_rate: %v is outside (0, 1]", c.EjectErrorRate)
 	}
 	if c.EjectFor < 0 {
 		return fmt.Errorf("router.eject_for: must not be negative")

@@ -51,11 +51,23 @@ type ratio struct {
 }
 
 // add records sample x (observed/predicted) at now.
-func (r *ratio) add(x float64, now int64, alpha float64, pct *[backends.NumPriorities]int, scratch *[ringN]float32) {
+func (r *ratio) add(x float64, now int64, alpha float64, forget time.Duration, pct *[backends.NumPriorities]int, scratch *[ringN]float32) {
 	if !(x > 0) || math.IsInf(x, 0) {
 		return
 	}
 	x = min(x, 1e3)
+	faded := false
+	if dt := now - r.last; r.n > 0 && dt > 0 && forget > 0 {
+		// What faded while no samples came stays faded: the stored
+		// statistics move towards 1 as factors() showed them.
+		if w := math.Exp(-float64(dt) / float64(forget)); w < 0.999 {
+			r.mean = 1 + (r.mean-1)*w
+			for i := range min(r.n, ringN) {
+				r.ring[i] = float32(1 + (float64(r.ring[i])-1)*w)
+			}
+			faded = true
+		}
+	}
 	if r.n == 0 {
 		r.mean = x
 	} else {
@@ -64,7 +76,7 @@ func (r *ratio) add(x float64, now int64, alpha float64, pct *[backends.NumPrior
 	r.ring[r.n%ringN] = float32(x)
 	r.n++
 	r.last = now
-	if r.n > 16 && r.n%4 != 0 {
+	if r.n > 16 && r.n%4 != 0 && !faded {
 		return // the percentile is refreshed every 4th sample once warm
 	}
 	k := min(r.n, ringN)

@@ -108,12 +108,12 @@ func TestLearnedP95Margin(t *testing.T) {
 	var scratch [ringN]float32
 	pct := &[backends.NumPriorities]int{99, 95, 90}
 	for k := 0; k < 200; k++ {
-		steady.add(1, int64(k), 0.1, pct, &scratch)
+		steady.add(1, int64(k), 0.1, 0, pct, &scratch)
 		x := 0.9
 		if k%10 == 0 {
 			x = 1.9 // one in ten is twice as slow
 		}
-		noisy.add(x, int64(k), 0.1, pct, &scratch)
+		noisy.add(x, int64(k), 0.1, 0, pct, &scratch)
 	}
 	_, s95 := steady.factors(200, backends.Standard, 8, 0.1, 0)
 	nm, n95 := noisy.factors(200, backends.Standard, 8, 0.1, 0)
@@ -125,7 +125,7 @@ func TestLearnedP95Margin(t *testing.T) {
 	}
 	// Before MinSamples the configured margin applies.
 	var fresh ratio
-	fresh.add(5, 0, 0.1, pct, &scratch)
+	fresh.add(5, 0, 0.1, 0, pct, &scratch)
 	if m, p := fresh.factors(0, backends.Standard, 8, 0.25, 0); m != 1 || p != 1.25 {
 		t.Errorf("cold cell: %v %v, want 1 and 1.25", m, p)
 	}
@@ -287,5 +287,76 @@ func TestExternalLoadMerges(t *testing.T) {
 	d2, _ := r.Place(t0, req, llmModel, -1)
 	if d2.raw.TTFT != quiet {
 		t.Fatalf("forgotten report still counts: %v vs %v", d2.raw.TTFT, quiet)
+	}
+}
+
+// A measured round trip replaces the descriptor's in predictions.
+func TestSetRTT(t *testing.T) {
+	a := desc("edge", llmProfile("a", 1, 10, 10), 5*time.Millisecond)
+	r := newRouter(t, Config{}, a)
+	d0, _ := r.Place(t0, visReq(backends.Standard, time.Second), visModel, -1)
+	r.Done(t0, d0, Outcome{})
+	r.SetRTT(0, 80*time.Millisecond)
+	d1, _ := r.Place(t0, visReq(backends.Standard, time.Second), visModel, -1)
+	if got := d1.raw.E2E - d0.raw.E2E; got != 75*time.Millisecond {
+		t.Fatalf("a measured RTT of 80 ms moved E2E by %v, want 75 ms", got)
+	}
+}
+
+// x-accelgate-site: a backend at the request's site wins when it meets the
+// SLO, even when another is cheaper; when it cannot, the SLO wins.
+func TestSitePreference(t *testing.T) {
+	cheap := desc("cheap", llmProfile("cheap", 1, 8, 100), 0)
+	edge := desc("edge", llmProfile("edge", 5, 8, 100), 0)
+	edge.Site = "plant-7"
+	r := newRouter(t, Config{}, cheap, edge)
+	req := visReq(backends.Standard, time.Second)
+	if d, _ := r.Place(t0, req, visModel, -1); d.Backend != cheap {
+		t.Fatalf("no site: %s", d.Backend.Name)
+	}
+	req.Site = "plant-7"
+	if d, _ := r.Place(t0, req, visModel, -1); d.Backend != edge {
+		t.Fatalf("site plant-7: %s", d.Backend.Name)
+	}
+	tight := visReq(backends.Standard, 2100*time.Microsecond) // only the 2.1 ms cheap... neither edge
+	tight.Site = "plant-7"
+	edge.Profile = llmProfile("edge", 5, 40, 100) // edge vision now 10 ms
+	if d, _ := r.Place(t0, tight, visModel, -1); d.Backend == edge && d.MeetsSLO {
+		t.Fatalf("the site's backend cannot meet the SLO but was chosen as meeting it")
+	}
+}
+
+// Passive outlier detection by error rate, and gradual re-admission.
+func TestErrorRateEjectionAndReadmission(t *testing.T) {
+	a := desc("a", llmProfile("a", 1, 8, 100), 0)
+	b := desc("b", llmProfile("b", 9, 8, 100), 0)
+	r := newRouter(t, Config{EjectAfter: 1000, EjectFor: 10 * time.Second, Forget: 100 * time.Millisecond}, a, b) // the learned penalty fades at once: this is about the gate
+	now := t0
+	ejected := false
+	for k := 0; k < 40 && !ejected; k++ {
+		d, _ := r.Place(now, visReq(backends.Standard, time.Second), visModel, 1) // only a
+		ejected = r.Done(now, d, Outcome{Err: backends.ErrTimeout, E2E: time.Second})
+	}
+	if !ejected || r.Available(0, now) {
+		t.Fatal("a backend whose every request times out was not ejected by its error rate")
+	}
+	// During the 10 s after the ejection ends it gets a growing share.
+	share := func(at time.Time) float64 {
+		n := 0
+		for k := 0; k < 1000; k++ {
+			d, _ := r.Place(at, visReq(backends.Standard, time.Second), visModel, -1)
+			if d.Index == 0 {
+				n++
+			}
+			r.Done(at, d, Outcome{E2E: d.raw.E2E})
+		}
+		return float64(n) / 1000
+	}
+	early, late := share(now.Add(10*time.Second+time.Second)), share(now.Add(10*time.Second+9*time.Second))
+	if early > 0.35 || late < 0.8 || early >= late {
+		t.Fatalf("re-admission shares: 1 s in %.2f, 9 s in %.2f; want a ramp from ~10%% to ~100%%", early, late)
+	}
+	if s := share(now.Add(21 * time.Second)); s != 1 {
+		t.Fatalf("after the ramp the cheap backend gets %.2f of the traffic, want all", s)
 	}
 }

@@ -14,65 +14,55 @@ import (
 
 // baseline places req by one of the baseline policies.
 func (r *Router) baseline(now time.Time, req *backends.Request, m *backends.Model, mt *modelTargets, exclude int) (Decision, error) {
-	n := len(mt.idx)
-	ok := func(i int) bool {
-		return i != exclude && r.available(&r.targets[i], now) && r.capable(i, req)
+	// The candidates, once (the re-admission gate is random): in the
+	// router's scratch slice, so nothing is allocated per request.
+	r.cand = r.cand[:0]
+	for _, i := range mt.idx {
+		if i != exclude && r.admits(&r.targets[i], now) && r.capable(i, req) {
+			r.cand = append(r.cand, i)
+		}
+	}
+	cnt := len(r.cand)
+	if cnt == 0 {
+		return Decision{}, backends.ErrNoBackend
 	}
 	pick := -1
 	switch r.cfg.Policy {
 	case PolicyRoundRobin:
-		for k := 0; k < n; k++ {
-			if i := mt.idx[(mt.rr+k)%n]; ok(i) {
-				pick, mt.rr = i, (mt.rr+k+1)%n
-				break
+		// The first candidate at or after the model's cursor.
+		n := len(mt.idx)
+		for k := 0; k < n && pick < 0; k++ {
+			i := mt.idx[(mt.rr+k)%n]
+			for _, c := range r.cand {
+				if c == i {
+					pick, mt.rr = i, (mt.rr+k+1)%n
+					break
+				}
 			}
 		}
-	case PolicyRandom, PolicyP2C:
-		cnt := 0
-		for _, i := range mt.idx {
-			if ok(i) {
-				cnt++
+	case PolicyRandom:
+		pick = r.cand[r.rng.IntN(cnt)]
+	case PolicyP2C:
+		a := r.rng.IntN(cnt)
+		pick = r.cand[a]
+		if cnt > 1 {
+			b := r.rng.IntN(cnt - 1)
+			if b >= a {
+				b++
 			}
-		}
-		if cnt == 0 {
-			break
-		}
-		pick = r.nth(mt, ok, r.rng.IntN(cnt))
-		if r.cfg.Policy == PolicyP2C && cnt > 1 {
-			k := r.rng.IntN(cnt - 1)
-			other := r.nth(mt, ok, k)
-			if other == pick {
-				other = r.nth(mt, ok, cnt-1)
-			}
-			if r.targets[other].load.InFlight < r.targets[pick].load.InFlight {
-				pick = other
+			if o := r.cand[b]; r.targets[o].load.InFlight < r.targets[pick].load.InFlight {
+				pick = o
 			}
 		}
 	default:
-		for _, i := range mt.idx {
-			if ok(i) && (pick < 0 || r.prefer(i, pick, mt.id)) {
+		for _, i := range r.cand {
+			if pick < 0 || r.prefer(i, pick, mt.id) {
 				pick = i
 			}
 		}
 	}
-	if pick < 0 {
-		return Decision{}, backends.ErrNoBackend
-	}
 	raw, p := r.predict(now, &r.targets[pick], req, m, mt.id)
 	return r.commit(now, pick, raw, p, req, mt.id, meets(p, req)), nil
-}
-
-// nth returns the k-th (from 0) backend of mt that passes ok.
-func (r *Router) nth(mt *modelTargets, ok func(int) bool, k int) int {
-	for _, i := range mt.idx {
-		if ok(i) {
-			if k == 0 {
-				return i
-			}
-			k--
-		}
-	}
-	return -1
 }
 
 // prefer reports whether backend a beats b under the policies that rank

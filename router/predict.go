@@ -36,6 +36,9 @@ type Load struct {
 	// from its books; a continuous-batching server prefills new prompts one
 	// step at a time, so a new prompt waits for those ahead of it).
 	PrefillBacklog time.Duration
+	// RTT, when positive, is the measured network round trip to the
+	// backend (health checks), used instead of the descriptor's.
+	RTT time.Duration
 	// BatchRows is the expected rows of the batch a vision or embeddings
 	// request will run in on this backend (the router's EWMA of the batches
 	// it saw; 1 or less: alone).
@@ -78,6 +81,10 @@ var _ Predictor = ProfilePredictor{}
 // Predict implements Predictor.
 func (ProfilePredictor) Predict(req *backends.Request, m *backends.Model, d *backends.Descriptor, l Load) Prediction {
 	var p Prediction
+	rtt := d.RTT
+	if l.RTT > 0 {
+		rtt = l.RTT
+	}
 	switch req.Op {
 	case backends.OpChat, backends.OpCompletion:
 		lm := d.Profile.LLM
@@ -103,7 +110,7 @@ func (ProfilePredictor) Predict(req *backends.Request, m *backends.Model, d *bac
 		prefill := lm.PrefillTime(req.EstInputTokens)
 		step := lm.DecodeStep(n)
 		p.Wait += l.PrefillBacklog
-		p.TTFT = d.RTT + p.Wait + prefill
+		p.TTFT = rtt + p.Wait + prefill
 		var stall time.Duration
 		if others := min(l.Seqs, lm.MaxConcurrency); others > 0 {
 			// The others' prompts, scaled to those that are running.
@@ -140,7 +147,7 @@ func (ProfilePredictor) Predict(req *backends.Request, m *backends.Model, d *bac
 			p.Busy = service
 		}
 		p.Wait = l.BatchWork / time.Duration(bm.Parallelism())
-		p.TTFT = d.RTT + p.Wait + service
+		p.TTFT = rtt + p.Wait + service
 		p.E2E = p.TTFT
 	}
 	p.CostUSD = p.Busy.Seconds() * d.PricePerSecond()

@@ -65,6 +65,11 @@ type target struct {
 	down         bool   // marked unhealthy from outside (health checks)
 	cells        []cell // learned state, by model id
 	ext          External
+	rtt          time.Duration // measured round trip (SetRTT), 0: the descriptor's
+	// Passive outlier detection: an EWMA of the failure rate; after an
+	// ejection the backend is re-admitted gradually (readmitFrom/To).
+	errRate     float64
+	readmitFrom time.Time
 }
 
 // External is load on a backend that the router did not place itself, as
@@ -97,6 +102,7 @@ type Router struct {
 	byModel map[string]*modelTargets // built once; read-only lookups per request
 	rng     *rand.Rand
 	pct     [backends.NumPriorities]int // Config.Quantiles in percent
+	cand    []int                       // baseline candidates (scratch)
 	scratch [ringN]float32
 }
 
@@ -165,7 +171,7 @@ func (r *Router) Place(now time.Time, req *backends.Request, m *backends.Model, 
 	var minWait time.Duration = -1
 	for _, i := range mt.idx {
 		t := &r.targets[i]
-		if i == exclude || !r.available(t, now) {
+		if i == exclude || !r.admits(t, now) {
 			continue
 		}
 		raw, p := r.predict(now, t, req, m, mt.id)
@@ -180,6 +186,16 @@ func (r *Router) Place(now time.Time, req *backends.Request, m *backends.Model, 
 		}
 		if r.cfg.Policy == PolicyFastest || !meets(p, req) {
 			continue
+		}
+		if req.Site != "" {
+			// Data produced at a site is served there when the SLO allows:
+			// a backend at the site beats any other that meets it.
+			if at, bestAt := t.desc.Site == req.Site, best >= 0 && r.targets[best].desc.Site == req.Site; at != bestAt {
+				if at {
+					best, bestP, bestRaw = i, p, raw
+				}
+				continue
+			}
 		}
 		if best < 0 || cheaper(p, bestP, req, t.load.InFlight, r.targets[best].load.InFlight) {
 			best, bestP, bestRaw = i, p, raw
@@ -281,18 +297,35 @@ func (r *Router) Done(now time.Time, d Decision, o Outcome) (ejected bool) {
 	t.load.BatchWork -= d.charged.BatchWork
 	t.load.InFlight -= d.charged.InFlight
 	r.learn(now, t, d, o)
+	failed := errors.Is(o.Err, backends.ErrUnavailable) || errors.Is(o.Err, backends.ErrTimeout)
 	switch {
 	case o.Err == nil:
 		t.failures = 0
-	case errors.Is(o.Err, backends.ErrUnavailable):
-		t.failures++
-		if t.failures >= r.cfg.EjectAfter {
-			t.failures = 0
-			t.ejectedUntil = now.Add(r.cfg.EjectFor)
+		t.errRate -= errRateAlpha * t.errRate
+	case failed:
+		t.errRate += errRateAlpha * (1 - t.errRate)
+		if errors.Is(o.Err, backends.ErrUnavailable) {
+			t.failures++
+		}
+		if t.failures >= r.cfg.EjectAfter || (r.cfg.EjectErrorRate < 1 && t.errRate > r.cfg.EjectErrorRate) {
+			r.eject(t, now)
 			return true
 		}
 	}
 	return false
+}
+
+// errRateAlpha is the EWMA weight of the newest outcome in a backend's
+// failure rate (about the last 20 requests).
+const errRateAlpha = 0.05
+
+// eject takes t out of rotation for EjectFor, after which it is re-admitted
+// gradually over EjectFor (see available).
+func (r *Router) eject(t *target, now time.Time) {
+	t.failures = 0
+	t.errRate = 0
+	t.ejectedUntil = now.Add(r.cfg.EjectFor)
+	t.readmitFrom = t.ejectedUntil
 }
 
 // learn records o in the decision's cell.
@@ -318,17 +351,17 @@ func (r *Router) learn(now time.Time, t *target, d Decision, o Outcome) {
 		return // the client's doing (bad request, canceled) or a refusal: nothing learned
 	}
 	if x > 0 {
-		c.e2e.add(x, ns, a, &r.pct, &r.scratch)
+		c.e2e.add(x, ns, a, r.cfg.Forget, &r.pct, &r.scratch)
 		if llm {
-			c.ttft.add(x, ns, a, &r.pct, &r.scratch)
-			c.tpot.add(x, ns, a, &r.pct, &r.scratch)
+			c.ttft.add(x, ns, a, r.cfg.Forget, &r.pct, &r.scratch)
+			c.tpot.add(x, ns, a, r.cfg.Forget, &r.pct, &r.scratch)
 		}
 		c.observeLatency(x*float64(d.raw.E2E), a)
 		r.publish(ns, c, llm)
 		return
 	}
 	if o.E2E > 0 && d.raw.E2E > 0 {
-		c.e2e.add(float64(o.E2E)/float64(d.raw.E2E), ns, a, &r.pct, &r.scratch)
+		c.e2e.add(float64(o.E2E)/float64(d.raw.E2E), ns, a, r.cfg.Forget, &r.pct, &r.scratch)
 	}
 	if llm {
 		tt, tp := o.TTFT, o.TPOT
@@ -338,10 +371,10 @@ func (r *Router) learn(now time.Time, t *target, d Decision, o Outcome) {
 			tt, tp = scale(d.raw.TTFT, e), scale(d.raw.TPOT, e)
 		}
 		if tt > 0 && d.raw.TTFT > 0 {
-			c.ttft.add(float64(tt)/float64(d.raw.TTFT), ns, a, &r.pct, &r.scratch)
+			c.ttft.add(float64(tt)/float64(d.raw.TTFT), ns, a, r.cfg.Forget, &r.pct, &r.scratch)
 		}
 		if tp > 0 {
-			c.tpot.add(float64(tp)/float64(d.raw.TPOT), ns, a, &r.pct, &r.scratch)
+			c.tpot.add(float64(tp)/float64(d.raw.TPOT), ns, a, r.cfg.Forget, &r.pct, &r.scratch)
 		}
 	} else if o.BatchRows > 0 {
 		c.rows += rowsAlpha * (float64(o.BatchRows) - c.rows)
@@ -399,10 +432,16 @@ func (r *Router) Len() int { return len(r.targets) }
 // pending ÷ placed in flight when that is more than 1.
 func (r *Router) SetExternal(i int, e External) { r.targets[i].ext = e }
 
+// SetRTT records backend i's measured network round trip (active health
+// checks), which replaces the descriptor's in every prediction; 0 goes back
+// to the descriptor's.
+func (r *Router) SetRTT(i int, rtt time.Duration) { r.targets[i].rtt = max(rtt, 0) }
+
 // loadAt is the target's books with the prefill backlog as seen at now and
 // the backend's own report merged in.
 func (t *target) loadAt(now time.Time) Load {
 	l := t.load
+	l.RTT = t.rtt
 	if e := t.ext; e.Seqs > l.Seqs {
 		if l.Seqs > 0 {
 			l.PromptTokens = l.PromptTokens * e.Seqs / l.Seqs
@@ -418,8 +457,30 @@ func (t *target) loadAt(now time.Time) Load {
 	return l
 }
 
+// available reports whether t is in rotation at now: not marked down, not
+// ejected.
 func (r *Router) available(t *target, now time.Time) bool {
 	return !t.down && !now.Before(t.ejectedUntil)
+}
+
+// admits reports whether t may receive this placement at now. After an
+// ejection a backend is re-admitted gradually: during the EjectFor that
+// follows it, it accepts a share of the placements that grows linearly from
+// 10% to 100% (the others skip it), so a backend that comes back still
+// broken fails only a few requests before it is ejected again.
+func (r *Router) admits(t *target, now time.Time) bool {
+	if !r.available(t, now) {
+		return false
+	}
+	if !t.readmitFrom.IsZero() && r.cfg.EjectFor > 0 {
+		f := float64(now.Sub(t.readmitFrom)) / float64(r.cfg.EjectFor)
+		if f >= 1 {
+			t.readmitFrom = time.Time{}
+			return true
+		}
+		return r.rng.Float64() < 0.1+0.9*f
+	}
+	return true
 }
 
 // meets reports whether p's p95 latencies meet req's SLO (TTFT and TPOT for
