@@ -33,9 +33,11 @@ type waiter struct {
 	done     chan struct{} // closed by finish
 	res      *backends.Result
 	err      error
-	finished bool    // guarded by Batcher.mu
-	admitted bool    // admission: slots were taken for it
-	fl       *flight // the batch it runs in, once dispatched
+	finished bool          // guarded by Batcher.mu
+	queued   time.Time     // when it entered the queue
+	wait     time.Duration // how long it waited there (set at dispatch)
+	admitted bool          // admission: slots were taken for it
+	fl       *flight       // the batch it runs in, once dispatched
 }
 
 // flight is one executing batch.
@@ -94,7 +96,7 @@ func (b *Batcher) enqueue(req *backends.Request) (*waiter, error) {
 	if err := b.core.Enqueue(b.clock.Now(), req); err != nil {
 		return nil, err
 	}
-	w := &waiter{done: make(chan struct{})}
+	w := &waiter{done: make(chan struct{}), queued: b.clock.Now()}
 	b.waiters[req.ID] = w
 	b.stepLocked()
 	return w, nil
@@ -236,9 +238,11 @@ func (b *Batcher) stepLocked() {
 			ctx, cancel = context.WithDeadline(context.Background(), deadline)
 		}
 		fl := &flight{cancel: cancel, live: len(ws)}
+		now := b.clock.Now()
 		for _, w := range ws {
 			if w != nil {
 				w.fl = fl
+				w.wait = now.Sub(w.queued)
 			}
 		}
 		b.inflight++
@@ -264,8 +268,11 @@ func (b *Batcher) run(ctx context.Context, fl *flight, bt Batch, ws []*waiter) {
 		if err != nil {
 			w.finish(nil, err)
 		} else {
-			if res := outs[k].Result; res != nil && res.Timing.BatchRows == 0 {
-				res.Timing.BatchRows = bt.Rows
+			if res := outs[k].Result; res != nil {
+				if res.Timing.BatchRows == 0 {
+					res.Timing.BatchRows = bt.Rows
+				}
+				res.Timing.BatchWait = w.wait
 			}
 			w.finish(outs[k].Result, outs[k].Err)
 		}

@@ -167,6 +167,10 @@ func (d *Dispatcher) done(p *Placement, res *backends.Result, err error) (ejecte
 	now := d.clock.Now()
 	o := router.Outcome{Err: err, E2E: now.Sub(p.at)}
 	if err == nil && res != nil {
+		// The router learns the backend's latency: the time a batch member
+		// was held on purpose in the gateway's batcher (within its SLO) is
+		// the batcher's doing, not the backend's.
+		o.E2E -= res.Timing.BatchWait
 		o.BatchRows = res.Timing.BatchRows
 		if !p.first.IsZero() {
 			o.TTFT = p.first.Sub(p.at)

@@ -644,7 +644,9 @@ func (s *Sim) advance(b int32, t int64) {
 // complete records request i's successful outcome at now.
 func (s *Sim) complete(i int32, now time.Time) {
 	r := s.reqs[i]
-	ro := router.Outcome{E2E: r.wait + r.total, TTFT: r.wait + r.ttft, BatchRows: int(r.batchRows)}
+	// The router learns the backend's latency, from dispatch: the time held
+	// in the batcher is the batcher's doing (as the gateway reports it).
+	ro := router.Outcome{E2E: r.total, TTFT: r.ttft, BatchRows: int(r.batchRows)}
 	if out := r.item.OutputTokens; out > 1 && (r.item.Op == backends.OpChat || r.item.Op == backends.OpCompletion) {
 		ro.TPOT = (r.total - r.ttft) / time.Duration(out-1)
 	}

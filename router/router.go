@@ -250,8 +250,12 @@ func (r *Router) correct(now time.Time, raw Prediction, c *cell, req *backends.R
 		p.E2E, p.E2E95 = p.TTFT+scale(rest, fp), p.TTFT95+scale(rest, fp95)
 		busy = fp
 	} else {
+		// Vision and embeddings: the factor scales the round trip and
+		// service (what the batchers' predictor also scales); the queue
+		// ahead comes from the books.
 		fe, fe95 := c.e2e.factors(ns, req.Priority, cf.MinSamples, cf.Margin, cf.Forget)
-		p.E2E, p.E2E95 = scale(raw.E2E, fe), scale(raw.E2E, fe95)
+		svc := raw.E2E - raw.Wait
+		p.E2E, p.E2E95 = raw.Wait+scale(svc, fe), raw.Wait+scale(svc, fe95)
 		p.TTFT, p.TTFT95 = p.E2E, p.E2E95
 		busy = fe
 	}
@@ -361,7 +365,11 @@ func (r *Router) learn(now time.Time, t *target, d Decision, o Outcome) {
 		return
 	}
 	if o.E2E > 0 && d.raw.E2E > 0 {
-		c.e2e.add(float64(o.E2E)/float64(d.raw.E2E), ns, a, r.cfg.Forget, &r.pct, &r.scratch)
+		pred := d.raw.E2E
+		if !llm && d.raw.E2E > d.raw.Wait {
+			pred = d.raw.E2E - d.raw.Wait // the round trip and service (see correct)
+		}
+		c.e2e.add(float64(o.E2E)/float64(pred), ns, a, r.cfg.Forget, &r.pct, &r.scratch)
 	}
 	if llm {
 		tt, tp := o.TTFT, o.TPOT
