@@ -38,9 +38,7 @@ const FindMaxAttainment = 0.99
 const FindMaxMinDuration = time.Second
 
 // Policies returns the router's placement policies, the simulator's "all".
-func Policies() []string {
-	return []string{router.PolicyAccelgate, router.PolicyRoundRobin, router.PolicyFastest}
-}
+func Policies() []string { return router.Policies() }
 
 // SimulateConfig is one `loadtest simulate` invocation: a fleet, a workload
 // and the runs to make (every policy at every load or rate).

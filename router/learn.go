@@ -34,9 +34,14 @@ import (
 // the prediction (at least the penalty), so a backend that stops answering
 // loses its traffic through this feedback alone, before any ejection.
 //
-// Corrections fade: without new samples a ratio decays towards 1 with time
-// constant Config.Forget (default 30 s), so a backend that lost its traffic
-// is probed again later, and recovers its share when it answers well.
+// A backend that lost its traffic is probed: when a (backend, model) has
+// learned nothing for Config.Forget (default 30 s), the next placement there
+// is predicted from the profile alone (as before any sample), once — one
+// probe at a time, so that a backend that is still slow receives one
+// request, not a burst. A probe that answers within half of what the model
+// expected (the backend recovered) resets the learned statistics, so the
+// backend regains its share at once; otherwise the statistics stay and the
+// next probe comes after another Forget.
 
 // ringN is how many recent ratios the p95 is taken over.
 const ringN = 64
@@ -51,23 +56,11 @@ type ratio struct {
 }
 
 // add records sample x (observed/predicted) at now.
-func (r *ratio) add(x float64, now int64, alpha float64, forget time.Duration, pct *[backends.NumPriorities]int, scratch *[ringN]float32) {
+func (r *ratio) add(x float64, now int64, alpha float64, pct *[backends.NumPriorities]int, scratch *[ringN]float32) {
 	if !(x > 0) || math.IsInf(x, 0) {
 		return
 	}
 	x = min(x, 1e3)
-	faded := false
-	if dt := now - r.last; r.n > 0 && dt > 0 && forget > 0 {
-		// What faded while no samples came stays faded: the stored
-		// statistics move towards 1 as factors() showed them.
-		if w := math.Exp(-float64(dt) / float64(forget)); w < 0.999 {
-			r.mean = 1 + (r.mean-1)*w
-			for i := range min(r.n, ringN) {
-				r.ring[i] = float32(1 + (float64(r.ring[i])-1)*w)
-			}
-			faded = true
-		}
-	}
 	if r.n == 0 {
 		r.mean = x
 	} else {
@@ -76,7 +69,7 @@ func (r *ratio) add(x float64, now int64, alpha float64, forget time.Duration, p
 	r.ring[r.n%ringN] = float32(x)
 	r.n++
 	r.last = now
-	if r.n > 16 && r.n%4 != 0 && !faded {
+	if r.n > 16 && r.n%4 != 0 {
 		return // the percentile is refreshed every 4th sample once warm
 	}
 	k := min(r.n, ringN)
@@ -88,20 +81,17 @@ func (r *ratio) add(x float64, now int64, alpha float64, forget time.Duration, p
 	}
 }
 
-// factors returns the mean and p95 factors at now: 1 and 1+margin before
-// minSamples samples, decayed towards 1 with time constant forget after.
-func (r *ratio) factors(now int64, prio backends.Priority, minSamples int, margin float64, forget time.Duration) (mean, p95 float64) {
+// factors returns the mean and quantile factors for a request of priority
+// prio: 1 and 1+margin before minSamples samples.
+func (r *ratio) factors(prio backends.Priority, minSamples int, margin float64) (mean, q float64) {
 	if r.n < minSamples {
 		return 1, 1 + margin
 	}
-	mean, p95 = r.mean, max(r.q[prio], r.mean)
-	if dt := now - r.last; dt > 0 && forget > 0 {
-		w := math.Exp(-float64(dt) / float64(forget))
-		mean = 1 + (mean-1)*w
-		p95 = 1 + (p95-1)*w
-	}
-	return mean, p95
+	return r.mean, max(r.q[prio], r.mean)
 }
+
+// reset forgets every sample.
+func (r *ratio) reset() { *r = ratio{} }
 
 // cell is the learned state of one (backend, model).
 type cell struct {
@@ -113,6 +103,10 @@ type cell struct {
 	// otherwise), in ns: the latency-ewma baseline's signal.
 	lat  float64
 	nlat int
+	// last is when the cell last learned something; probing is set while
+	// a probe (see learn.go's notes) is out.
+	last    int64
+	probing bool
 	// pub is the published E2E (batch) or TTFT (LLM) p95 factor, for
 	// readers outside the router's lock (the batcher's predictor).
 	pub atomic.Uint64

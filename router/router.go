@@ -36,6 +36,7 @@ type Decision struct {
 	MeetsSLO bool
 	raw      Prediction
 	model    int
+	probe    bool // predicted from the profile alone to probe a backend that lost its traffic
 	charged  Load
 }
 
@@ -227,23 +228,31 @@ func (r *Router) predict(now time.Time, t *target, req *backends.Request, m *bac
 	l := t.loadAt(now)
 	l.BatchRows = c.rows
 	raw = r.pred.Predict(req, m, t.desc, l)
-	return raw, r.correct(now, raw, c, req)
+	return raw, r.correct(raw, c, req, r.probes(now, c))
+}
+
+// probes reports whether a placement on cell c at now would probe it: it
+// has learned nothing for Config.Forget and no probe is out.
+func (r *Router) probes(now time.Time, c *cell) bool {
+	return c.last != 0 && !c.probing && r.cfg.Forget > 0 && now.UnixNano()-c.last > int64(r.cfg.Forget)
 }
 
 // correct scales a raw prediction by the cell's learned factors: the mean
 // for the expected latencies and the busy time (hence the cost), the p95 for
 // the *95 latencies that are compared with SLOs.
-func (r *Router) correct(now time.Time, raw Prediction, c *cell, req *backends.Request) Prediction {
+func (r *Router) correct(raw Prediction, c *cell, req *backends.Request, probe bool) Prediction {
 	if !raw.Feasible() {
 		return raw
 	}
 	p := raw
-	ns := now.UnixNano()
-	cf := &r.cfg
+	cf := r.cfg
+	if probe {
+		cf.MinSamples = math.MaxInt // the profile alone, as before any sample
+	}
 	var busy float64
 	if req.Op == backends.OpChat || req.Op == backends.OpCompletion {
-		ft, ft95 := c.ttft.factors(ns, req.Priority, cf.MinSamples, cf.Margin, cf.Forget)
-		fp, fp95 := c.tpot.factors(ns, req.Priority, cf.MinSamples, cf.Margin, cf.Forget)
+		ft, ft95 := c.ttft.factors(req.Priority, cf.MinSamples, cf.Margin)
+		fp, fp95 := c.tpot.factors(req.Priority, cf.MinSamples, cf.Margin)
 		rest := raw.E2E - raw.TTFT
 		p.TTFT, p.TTFT95 = scale(raw.TTFT, ft), scale(raw.TTFT, ft95)
 		p.TPOT, p.TPOT95 = scale(raw.TPOT, fp), scale(raw.TPOT, fp95)
@@ -253,7 +262,7 @@ func (r *Router) correct(now time.Time, raw Prediction, c *cell, req *backends.R
 		// Vision and embeddings: the factor scales the round trip and
 		// service (what the batchers' predictor also scales); the queue
 		// ahead comes from the books.
-		fe, fe95 := c.e2e.factors(ns, req.Priority, cf.MinSamples, cf.Margin, cf.Forget)
+		fe, fe95 := c.e2e.factors(req.Priority, cf.MinSamples, cf.Margin)
 		svc := raw.E2E - raw.Wait
 		p.E2E, p.E2E95 = raw.Wait+scale(svc, fe), raw.Wait+scale(svc, fe95)
 		p.TTFT, p.TTFT95 = p.E2E, p.E2E95
@@ -281,7 +290,11 @@ func (r *Router) commit(now time.Time, i int, raw, p Prediction, req *backends.R
 	t.load.PromptTokens += c.PromptTokens
 	t.load.BatchWork += c.BatchWork
 	t.load.InFlight += c.InFlight
-	return Decision{Index: i, Backend: t.desc, Prediction: p, MeetsSLO: meets, raw: raw, model: model, charged: c}
+	probe := r.probes(now, &t.cells[model])
+	if probe {
+		t.cells[model].probing = true
+	}
+	return Decision{Index: i, Backend: t.desc, Prediction: p, MeetsSLO: meets, raw: raw, model: model, probe: probe, charged: c}
 }
 
 // Done releases a placed request's work and feeds its outcome to the online
@@ -341,6 +354,10 @@ func (r *Router) learn(now time.Time, t *target, d Decision, o Outcome) {
 	ns := now.UnixNano()
 	a := r.cfg.LearnRate
 	llm := d.raw.TPOT > 0
+	if d.probe {
+		c.probing = false
+	}
+	c.last = ns
 	var x float64 // the sample for every latency when the request failed
 	switch {
 	case o.Err == nil:
@@ -355,21 +372,32 @@ func (r *Router) learn(now time.Time, t *target, d Decision, o Outcome) {
 		return // the client's doing (bad request, canceled) or a refusal: nothing learned
 	}
 	if x > 0 {
-		c.e2e.add(x, ns, a, r.cfg.Forget, &r.pct, &r.scratch)
+		c.e2e.add(x, ns, a, &r.pct, &r.scratch)
 		if llm {
-			c.ttft.add(x, ns, a, r.cfg.Forget, &r.pct, &r.scratch)
-			c.tpot.add(x, ns, a, r.cfg.Forget, &r.pct, &r.scratch)
+			c.ttft.add(x, ns, a, &r.pct, &r.scratch)
+			c.tpot.add(x, ns, a, &r.pct, &r.scratch)
 		}
 		c.observeLatency(x*float64(d.raw.E2E), a)
 		r.publish(ns, c, llm)
 		return
+	}
+	if d.probe && o.E2E > 0 && d.raw.E2E > 0 {
+		// A probe that answered within half of what the learned model
+		// expected: the backend recovered, start afresh.
+		if mean, _ := c.e2e.factors(backends.Standard, 1, 0); float64(o.E2E) < 0.5*mean*float64(d.raw.E2E) {
+			rows := c.rows
+			c.ttft.reset()
+			c.tpot.reset()
+			c.e2e.reset()
+			c.rows = rows
+		}
 	}
 	if o.E2E > 0 && d.raw.E2E > 0 {
 		pred := d.raw.E2E
 		if !llm && d.raw.E2E > d.raw.Wait {
 			pred = d.raw.E2E - d.raw.Wait // the round trip and service (see correct)
 		}
-		c.e2e.add(float64(o.E2E)/float64(pred), ns, a, r.cfg.Forget, &r.pct, &r.scratch)
+		c.e2e.add(float64(o.E2E)/float64(pred), ns, a, &r.pct, &r.scratch)
 	}
 	if llm {
 		tt, tp := o.TTFT, o.TPOT
@@ -379,10 +407,10 @@ func (r *Router) learn(now time.Time, t *target, d Decision, o Outcome) {
 			tt, tp = scale(d.raw.TTFT, e), scale(d.raw.TPOT, e)
 		}
 		if tt > 0 && d.raw.TTFT > 0 {
-			c.ttft.add(float64(tt)/float64(d.raw.TTFT), ns, a, r.cfg.Forget, &r.pct, &r.scratch)
+			c.ttft.add(float64(tt)/float64(d.raw.TTFT), ns, a, &r.pct, &r.scratch)
 		}
 		if tp > 0 {
-			c.tpot.add(float64(tp)/float64(d.raw.TPOT), ns, a, r.cfg.Forget, &r.pct, &r.scratch)
+			c.tpot.add(float64(tp)/float64(d.raw.TPOT), ns, a, &r.pct, &r.scratch)
 		}
 	} else if o.BatchRows > 0 {
 		c.rows += rowsAlpha * (float64(o.BatchRows) - c.rows)
@@ -415,7 +443,7 @@ func (r *Router) publish(ns int64, c *cell, llm bool) {
 	if llm {
 		st = &c.ttft
 	}
-	_, f := st.factors(ns, backends.Standard, r.cfg.MinSamples, r.cfg.Margin, 0)
+	_, f := st.factors(backends.Standard, r.cfg.MinSamples, r.cfg.Margin)
 	c.pub.Store(math.Float64bits(f))
 }
 
