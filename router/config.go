@@ -53,11 +53,19 @@ type Config struct {
 	Margin float64 `yaml:"margin"`
 	// Quantiles are the quantiles of the online model's error that make a
 	// prediction's margin, per priority class: the latency compared with
-	// a critical request's SLO is the prediction scaled by the 99th
+	// a critical request's SLO is the prediction scaled by the 98th
 	// percentile of recent observed/predicted ratios, a standard one's by
-	// the 95th, a sheddable one's by the 90th (the defaults). Higher
-	// quantiles meet more SLOs and pack less densely (cost more).
+	// the 94th, a sheddable one's by the 85th (the defaults, tuned in the
+	// simulator on the default fleet: see the README). Higher quantiles
+	// meet more SLOs and pack less densely (cost more).
 	Quantiles Quantiles `yaml:"quantiles"`
+	// CostTolerance is the relative difference of predicted cost under
+	// which two SLO-feasible backends count as equally cheap and the one
+	// with the lower predicted latency wins (then the one with fewer
+	// requests in flight). Near capacity every backend's cost converges
+	// and this spreads load instead of packing onto the marginally cheaper
+	// one. Default 0.1 (10%).
+	CostTolerance float64 `yaml:"cost_tolerance"`
 	// MinSamples is how many completed requests a (backend, model) needs
 	// before its learned correction replaces Margin. Default 8.
 	MinSamples int `yaml:"min_samples"`
@@ -102,13 +110,16 @@ func (q Quantiles) byPriority() [backends.NumPriorities]float64 {
 // SetDefaults fills unset fields with their documented defaults.
 func (c *Config) SetDefaults() {
 	if c.Quantiles.Critical == 0 {
-		c.Quantiles.Critical = 0.99
+		c.Quantiles.Critical = 0.98
 	}
 	if c.Quantiles.Standard == 0 {
-		c.Quantiles.Standard = 0.95
+		c.Quantiles.Standard = 0.94
 	}
 	if c.Quantiles.Sheddable == 0 {
-		c.Quantiles.Sheddable = 0.90
+		c.Quantiles.Sheddable = 0.85
+	}
+	if c.CostTolerance == 0 {
+		c.CostTolerance = 0.1
 	}
 	if c.Policy == "" {
 		c.Policy = PolicyAccelgate
@@ -158,6 +169,9 @@ func (c *Config) Validate() error {
 		if !(q >= 0.5 && q <= 1) {
 			return fmt.Errorf("router.quantiles.%s: %v is outside [0.5, 1]", name, q)
 		}
+	}
+	if !(c.CostTolerance >= 0 && c.CostTolerance <= 1) {
+		return fmt.Errorf("router.cost_tolerance: %v is outside [0, 1]", c.CostTolerance)
 	}
 	if c.MinSamples < 1 || c.MinSamples > 1000 {
 		return fmt.Errorf("router.min_samples: %d is outside [1, 1000]", c.MinSamples)

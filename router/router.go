@@ -198,7 +198,7 @@ func (r *Router) Place(now time.Time, req *backends.Request, m *backends.Model, 
 				continue
 			}
 		}
-		if best < 0 || cheaper(p, bestP, req, t.load.InFlight, r.targets[best].load.InFlight) {
+		if best < 0 || cheaper(p, bestP, req, t.load.InFlight, r.targets[best].load.InFlight, r.cfg.CostTolerance) {
 			best, bestP, bestRaw = i, p, raw
 		}
 	}
@@ -540,10 +540,10 @@ func latency(p Prediction, req *backends.Request) time.Duration {
 
 func faster(a, b Prediction, req *backends.Request) bool { return latency(a, req) < latency(b, req) }
 
-// cheaper orders feasible candidates: lower cost (relative tolerance 1e-9),
-// then lower latency, then fewer requests in flight.
-func cheaper(a, b Prediction, req *backends.Request, aLoad, bLoad int) bool {
-	const tol = 1e-9
+// cheaper orders feasible candidates: lower cost, where costs within the
+// relative tolerance tol are a tie, then lower predicted latency, then
+// fewer requests in flight.
+func cheaper(a, b Prediction, req *backends.Request, aLoad, bLoad int, tol float64) bool {
 	if d := a.CostUSD - b.CostUSD; d < -tol*b.CostUSD {
 		return true
 	} else if d > tol*b.CostUSD {
