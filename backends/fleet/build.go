@@ -81,6 +81,10 @@ func (f *File) Build(cat *catalog.Catalog, opts BuildOptions) (*Fleet, error) {
 		be, err := newBackend(desc, b, opts)
 		if err != nil {
 			fl.Close()
+			var fe *fieldError
+			if errors.As(err, &fe) {
+				return nil, fmt.Errorf("backends[%d].%s: %s (backend %q)", i, fe.field, fe.msg, b.Name)
+			}
 			return nil, fmt.Errorf("backends[%d]: %w", i, err)
 		}
 		fl.Backends = append(fl.Backends, be)
@@ -88,15 +92,25 @@ func (f *File) Build(cat *catalog.Catalog, opts BuildOptions) (*Fleet, error) {
 	return fl, nil
 }
 
+// fieldError is a problem with one field of a backend entry found while
+// building it; Build names the field as Validate does.
+type fieldError struct{ field, msg string }
+
+func (e *fieldError) Error() string { return e.field + ": " + e.msg }
+
 // newBackend constructs the backend an entry's transport names.
 func newBackend(desc *backends.Descriptor, b *BackendSpec, opts BuildOptions) (backends.Backend, error) {
 	switch b.Transport {
 	case TransportOpenAI:
 		key := ""
 		if b.APIKeyEnv != "" {
-			key = opts.Getenv(b.APIKeyEnv)
+			// A named but missing key is a deployment mistake: fail at start
+			// rather than send every request without credentials.
+			if key = opts.Getenv(b.APIKeyEnv); key == "" {
+				return nil, &fieldError{"api_key_env", fmt.Sprintf("environment variable %s is not set (or is empty)", b.APIKeyEnv)}
+			}
 		}
-		u, err := upstream.New(desc, upstream.Config{URL: b.URL, APIKey: key})
+		u, err := upstream.New(desc, upstream.Config{URL: b.URL, APIKey: key, ModelNames: b.ModelNames})
 		if err != nil {
 			return nil, err
 		}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"net/url"
 	"os"
@@ -135,10 +136,26 @@ type BackendSpec struct {
 	Transport string `yaml:"transport"`
 	// URL is the upstream's base URL (transport openai), e.g. http://10.0.0.5:8000.
 	URL string `yaml:"url"`
-	// APIKeyEnv names an environment variable holding the upstream's API key.
+	// APIKeyEnv (transport openai) names an environment variable holding the
+	// upstream's API key, sent as "Authorization: Bearer <key>" on every
+	// request. Build fails when the variable is unset or empty ("backends[1].
+	// api_key_env: environment variable VLLM_KEY is not set"): a missing
+	// secret is a deployment mistake, better found at start than as a 401 on
+	// every request. Without api_key_env no Authorization header is sent.
 	APIKeyEnv string `yaml:"api_key_env"`
 	// Models lists the public model names the backend serves.
 	Models []string `yaml:"models"`
+	// ModelNames (transport openai) maps a public model name to the name the
+	// upstream serves it under (vLLM's --served-model-name), e.g.
+	//
+	//	model_names:
+	//	  llama-3.1-8b-instruct: meta-llama/Llama-3.1-8B-Instruct
+	//
+	// The top-level "model" of a request's body is rewritten to the upstream
+	// name, and the "model" of the response (or of every streamed chunk)
+	// back to the public one. Each key must be one of models and each value
+	// non-empty; models without an entry are sent under their public name.
+	ModelNames map[string]string `yaml:"model_names"`
 	// PricePerHour overrides the profile's price (USD per hour), e.g. for
 	// reserved or owned hardware.
 	PricePerHour *float64 `yaml:"price_per_hour_usd"`
@@ -374,6 +391,17 @@ func (f *File) Validate(cat *catalog.Catalog) error {
 				bad(fmt.Sprintf("%s.models[%d]", at, j), "hardware %q has no %s latency model, so it cannot serve %q", b.Hardware, kind, name)
 			case !transportServes(b.Transport, kind):
 				bad(fmt.Sprintf("%s.models[%d]", at, j), "a %s transport cannot serve the %s model %q", b.Transport, kind, name)
+			}
+		}
+		if len(b.ModelNames) > 0 && b.Transport != TransportOpenAI {
+			bad(at+".model_names", "only an openai transport takes model_names")
+		}
+		for _, public := range slices.Sorted(maps.Keys(b.ModelNames)) {
+			switch where := fmt.Sprintf("%s.model_names[%s]", at, public); {
+			case !slices.Contains(b.Models, public):
+				bad(where, "%q is not one of the backend's models (%s)", public, strings.Join(b.Models, ", "))
+			case strings.TrimSpace(b.ModelNames[public]) == "":
+				bad(where, "the upstream model name must not be empty")
 			}
 		}
 		if b.PricePerHour != nil && (*b.PricePerHour < 0 || !finite(*b.PricePerHour)) {

@@ -973,3 +973,111 @@ func TestBatchingBadValuesNameTheField(t *testing.T) {
 		}
 	}
 }
+
+// upstreamFleet is a fleet of one openai backend at url serving chat and
+// emb, with the given extra backend fields (indented for the entry).
+func upstreamFleet(url, extra string) string {
+	return `
+models:
+  - name: chat
+    kind: llm
+  - name: emb
+    kind: embedding
+    dimension: 8
+backends:
+  - name: up-0
+    hardware: h100-sxm-80gb
+    transport: openai
+    url: ` + url + `
+    models: [chat, emb]
+` + extra
+}
+
+// TestModelNamesValidated: model_names keys must be the backend's models,
+// values non-empty, and only an openai backend takes them.
+func TestModelNamesValidated(t *testing.T) {
+	f := mustValidate(t, upstreamFleet("http://127.0.0.1:9", "    model_names: {chat: meta-llama/Llama-3.1-8B-Instruct, emb: BAAI/bge}\n"))
+	if got := f.Backends[0].ModelNames["chat"]; got != "meta-llama/Llama-3.1-8B-Instruct" {
+		t.Errorf("model_names[chat] = %q", got)
+	}
+	for _, tc := range []struct{ src, want string }{
+		{upstreamFleet("http://127.0.0.1:9", "    model_names: {llama: x}\n"),
+			`backends[0].model_names[llama]: "llama" is not one of the backend's models (chat, emb)`},
+		{upstreamFleet("http://127.0.0.1:9", "    model_names: {chat: \"\"}\n"),
+			"backends[0].model_names[chat]: the upstream model name must not be empty"},
+		{upstreamFleet("http://127.0.0.1:9", "    model_names: {emb: \" \", chat: x}\n"),
+			"backends[0].model_names[emb]: the upstream model name must not be empty"},
+		{models + backend0 + "    model_names: {llm: x}\n",
+			"backends[0].model_names: only an openai transport takes model_names"},
+	} {
+		_, err := parseValidate(t, tc.src)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("error %v, want %q", err, tc.want)
+		}
+	}
+}
+
+// TestBuildModelNamesReachUpstream: a mapped model goes out under its
+// upstream name and comes back under its public one; an unmapped one is
+// sent untouched.
+func TestBuildModelNamesReachUpstream(t *testing.T) {
+	got := make(chan string, 4)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		raw := new(bytes.Buffer)
+		_, _ = raw.ReadFrom(r.Body)
+		// The body's first member is "model" (kept in place, or rewritten in
+		// place): {"model":"NAME",...
+		name, _, _ := strings.Cut(strings.TrimPrefix(raw.String(), `{"model":"`), `"`)
+		got <- name
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"object":"list","model":"%s","data":[],"usage":{"prompt_tokens":1,"total_tokens":1}}`, name)
+	}))
+	defer srv.Close()
+	cat := catalog.Default()
+	f := mustValidate(t, upstreamFleet(srv.URL, "    model_names: {chat: meta-llama/Llama-3.1-8B-Instruct}\n"))
+	fl, err := f.Build(cat, fleet.BuildOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, tc := range []struct {
+		op              backends.Op
+		model, upstream string
+	}{
+		{backends.OpChat, "chat", "meta-llama/Llama-3.1-8B-Instruct"},
+		{backends.OpEmbedding, "emb", "emb"},
+	} {
+		req := &backends.Request{ID: "r", Op: tc.op, Model: tc.model,
+			Body: []byte(`{"model":"` + tc.model + `","messages":[{"role":"user","content":"hi"}],"input":"x"}`)}
+		res, err := fl.Backends[0].Do(ctx, req, fl.Models[tc.model], nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m := <-got; m != tc.upstream {
+			t.Errorf("%s: the upstream was asked for %q, want %q", tc.model, m, tc.upstream)
+		}
+		if want := `"model":"` + tc.model + `"`; !strings.Contains(string(res.Raw), want) {
+			t.Errorf("%s: the client sees %s, want %s", tc.model, res.Raw, want)
+		}
+	}
+}
+
+// TestBuildAPIKeyEnvUnset: an api_key_env whose variable is unset or empty
+// fails the build, naming the field and the variable; without api_key_env
+// nothing is read.
+func TestBuildAPIKeyEnvUnset(t *testing.T) {
+	cat := catalog.Default()
+	f := mustValidate(t, upstreamFleet("http://127.0.0.1:9", "    api_key_env: ACCELGATE_TEST_MISSING_KEY\n"))
+	_, err := f.Build(cat, fleet.BuildOptions{Getenv: func(string) string { return "" }})
+	want := "backends[0].api_key_env: environment variable ACCELGATE_TEST_MISSING_KEY is not set"
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("error %v, want %q", err, want)
+	}
+	fl, err := f.Build(cat, fleet.BuildOptions{Getenv: func(k string) string { return "sk-" + k }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fl.Close()
+}

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/accelgate/accelgate/backends"
 )
@@ -18,7 +19,11 @@ const maxErrorText = 1 << 10
 //	OpenAI, newer vLLM:   {"error":{"message":..,"type":..,"param":..,"code":..}}
 //	older vLLM, SGLang:   {"object":"error","message":..,"type":..,"param":..,"code":..}
 //	TGI:                  {"error":"...","error_type":"..."}
-//	FastAPI:              {"detail":...}
+//	FastAPI:              {"detail":"..."} or, for a validation error,
+//	                      {"detail":[{"loc":["body","messages"],"msg":"Field required",...}]}
+//
+// Anything else (HTML, plain text) becomes the message as it is, trimmed and
+// cut to maxErrorText bytes; an empty body becomes the status text.
 type errorBody struct {
 	Error     json.RawMessage `json:"error"`
 	ErrorType string          `json:"error_type"`
@@ -55,7 +60,7 @@ func parseUpstreamError(status int, body []byte) *backends.UpstreamError {
 		ue.Message, ue.Type = f.Message, f.Type
 		ue.Param, ue.Code = rawText(f.Param), rawText(f.Code)
 		if ue.Message == "" && len(eb.Detail) > 0 {
-			ue.Message = rawText(eb.Detail)
+			ue.Message = detailText(eb.Detail)
 		}
 	}
 	if ue.Message == "" {
@@ -65,6 +70,42 @@ func parseUpstreamError(status int, body []byte) *backends.UpstreamError {
 		ue.Message = http.StatusText(status)
 	}
 	return ue
+}
+
+// detailText renders FastAPI's detail: a string as it is, a list of
+// validation errors as "body.messages: Field required; …" (leaving out the
+// "input" each one echoes), anything else as its JSON.
+func detailText(v json.RawMessage) string {
+	var items []struct {
+		Loc []json.RawMessage `json:"loc"`
+		Msg string            `json:"msg"`
+	}
+	if json.Unmarshal(v, &items) != nil || len(items) == 0 {
+		return rawText(v)
+	}
+	var sb strings.Builder
+	for i, it := range items {
+		if it.Msg == "" {
+			return rawText(v)
+		}
+		if i > 0 {
+			sb.WriteString("; ")
+		}
+		for j, l := range it.Loc {
+			if j > 0 {
+				sb.WriteByte('.')
+			}
+			sb.WriteString(rawText(l))
+		}
+		if len(it.Loc) > 0 {
+			sb.WriteString(": ")
+		}
+		sb.WriteString(it.Msg)
+		if sb.Len() > maxErrorText {
+			break
+		}
+	}
+	return string(truncate([]byte(sb.String()), maxErrorText))
 }
 
 // rawText renders a JSON value as text: a string unquoted, null as "", anything
@@ -83,11 +124,15 @@ func rawText(v json.RawMessage) string {
 	return string(truncate(v, maxErrorText))
 }
 
+// truncate cuts b to at most n bytes, at a UTF-8 character boundary.
 func truncate(b []byte, n int) []byte {
-	if len(b) > n {
-		return b[:n]
+	if len(b) <= n {
+		return b
 	}
-	return b
+	for n > 0 && !utf8.RuneStart(b[n]) {
+		n--
+	}
+	return b[:n]
 }
 
 // streamError returns the error carried by a stream event whose top-level

@@ -1,5 +1,11 @@
 package upstream
 
+import (
+	"bytes"
+	"slices"
+	"unicode/utf8"
+)
+
 // Byte-level JSON editing for the hot path: the request body is scanned once,
 // top-level members only (values are skipped, not decoded), and edited by
 // splicing bytes.
@@ -176,4 +182,185 @@ func skipValue(b []byte, i int) int {
 		i++
 	}
 	return i
+}
+
+// modelKey is the member setModel edits.
+const modelKey = "model"
+
+// setModel returns body with the value of its top-level "model" member
+// replaced by quoted, a JSON string literal (quotes included), and whether it
+// changed anything; the result is appended to dst, which must not overlap
+// body. Only the members of the top-level object count: "model" keys in nested
+// objects and inside strings are skipped. A key is compared after unescaping,
+// as a JSON decoder would ("mod\u0065l" is "model").
+//
+// With all set (the request to the upstream), every top-level "model" member
+// is replaced, whatever its value, so that whichever of several duplicates a
+// decoder keeps it reads quoted; when there is none and insert is set, one is
+// added as the first member. Without all (a response), only the first one is
+// replaced, and the scan stops there.
+//
+// body is returned unchanged (false) when no edit is needed (the values are
+// already quoted, or there is no member and no insert) or when it is not a
+// well-formed JSON object as far as a scan of its top-level members can tell
+// (the upstream then answers the malformed body itself).
+func setModel(dst, body []byte, quoted string, all, insert bool) ([]byte, bool) {
+	var buf [2][2]int
+	spans, obj, ok := modelSpans(body, buf[:0], all)
+	if !ok {
+		return body, false
+	}
+	if len(spans) == 0 {
+		if !insert {
+			return body, false
+		}
+		// {"model":quoted, ...the client's members}
+		comma := 0
+		if j := skipWS(body, obj+1); j < len(body) && body[j] != '}' {
+			comma = 1
+		}
+		dst = slices.Grow(dst, len(body)+len(`"model":`)+len(quoted)+comma)
+		dst = append(dst, body[:obj+1]...)
+		dst = append(dst, `"model":`...)
+		dst = append(dst, quoted...)
+		if comma == 1 {
+			dst = append(dst, ',')
+		}
+		return append(dst, body[obj+1:]...), true
+	}
+	n, same := len(body), true
+	for _, s := range spans {
+		n += len(quoted) - (s[1] - s[0])
+		same = same && string(body[s[0]:s[1]]) == quoted
+	}
+	if same {
+		return body, false
+	}
+	dst = slices.Grow(dst, n)
+	last := 0
+	for _, s := range spans {
+		dst = append(dst, body[last:s[0]]...)
+		dst = append(dst, quoted...)
+		last = s[1]
+	}
+	return append(dst, body[last:]...), true
+}
+
+// modelSpans appends to spans the bounds of the values of the top-level
+// "model" members of the object in b (only the first one unless all is set)
+// and returns the index of the object's '{'. ok is false when b is not an
+// object or is malformed (up to the first match when all is false).
+func modelSpans(b []byte, spans [][2]int, all bool) (_ [][2]int, obj int, ok bool) {
+	obj = skipWS(b, 0)
+	if obj >= len(b) || b[obj] != '{' {
+		return spans, 0, false
+	}
+	i := skipWS(b, obj+1)
+	if i < len(b) && b[i] == '}' {
+		return spans, obj, true
+	}
+	for i < len(b) {
+		if b[i] != '"' {
+			return spans, 0, false
+		}
+		kEnd := skipString(b, i)
+		if kEnd < 0 {
+			return spans, 0, false
+		}
+		name := b[i+1 : kEnd-1]
+		i = skipWS(b, kEnd)
+		if i >= len(b) || b[i] != ':' {
+			return spans, 0, false
+		}
+		vs := skipWS(b, i+1)
+		ve := skipValue(b, vs)
+		if ve < 0 {
+			return spans, 0, false
+		}
+		if keyIs(name, modelKey) {
+			spans = append(spans, [2]int{vs, ve})
+			if !all {
+				return spans, obj, true
+			}
+		}
+		i = skipWS(b, ve)
+		if i >= len(b) {
+			return spans, 0, false
+		}
+		switch b[i] {
+		case ',':
+			i = skipWS(b, i+1)
+		case '}':
+			return spans, obj, true
+		default:
+			return spans, 0, false
+		}
+	}
+	return spans, 0, false
+}
+
+// keyIs reports whether the raw bytes of a JSON string (between its quotes,
+// escapes intact) decode to want, an ASCII string without quotes or
+// backslashes. It does not allocate.
+func keyIs(raw []byte, want string) bool {
+	if string(raw) == want {
+		return true
+	}
+	if len(raw) <= len(want) || len(raw) > 6*len(want) || bytes.IndexByte(raw, '\\') < 0 {
+		return false
+	}
+	j := 0
+	for i := 0; i < len(raw); j++ {
+		c := raw[i]
+		i++
+		if c == '\\' {
+			if i >= len(raw) {
+				return false
+			}
+			e := raw[i]
+			i++
+			switch e {
+			case '"', '\\', '/':
+				c = e
+			case 'b':
+				c = '\b'
+			case 'f':
+				c = '\f'
+			case 'n':
+				c = '\n'
+			case 'r':
+				c = '\r'
+			case 't':
+				c = '\t'
+			case 'u':
+				if i+4 > len(raw) {
+					return false
+				}
+				r := 0
+				for _, h := range raw[i : i+4] {
+					switch {
+					case '0' <= h && h <= '9':
+						r = r<<4 | int(h-'0')
+					case 'a' <= h && h <= 'f':
+						r = r<<4 | int(h-'a'+10)
+					case 'A' <= h && h <= 'F':
+						r = r<<4 | int(h-'A'+10)
+					default:
+						return false
+					}
+				}
+				if r >= utf8.RuneSelf {
+					return false // not ASCII, so not in want
+				}
+				c = byte(r)
+				i += 4
+			default:
+				return false
+			}
+		}
+		if j >= len(want) || want[j] != c {
+			return false
+		}
+	}
+	return j == len(want)
 }

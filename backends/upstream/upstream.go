@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -40,8 +41,19 @@ type Config struct {
 	// URL is the server's base URL, e.g. http://127.0.0.1:9000; the /v1/...
 	// paths are appended to it (a trailing "/v1" is accepted and not doubled).
 	URL string
-	// APIKey, when set, is sent as "Authorization: Bearer <APIKey>".
+	// APIKey, when set, is sent as "Authorization: Bearer <APIKey>" on every
+	// request. It is never logged, and it is replaced by "[redacted]" in the
+	// upstream's error messages before they reach the gateway (when it is at
+	// least minRedactLen bytes long: a shorter one would match ordinary text).
 	APIKey string
+	// ModelNames maps a public model name (Request.Model) to the name the
+	// upstream serves it under (vLLM's --served-model-name), e.g.
+	// "llama-3.1-8b-instruct" → "meta-llama/Llama-3.1-8B-Instruct". A request
+	// for a mapped model goes out with the top-level "model" of its body set
+	// to the upstream name, and the "model" of the response (the whole body,
+	// or every streamed chunk) is set back to the public name. Models without
+	// an entry are sent as they are, without any edit.
+	ModelNames map[string]string
 	// MaxConns bounds the connections to the upstream, that is the requests in
 	// flight on it; more wait for a free one until their context ends.
 	// DefaultMaxConns when zero or negative.
@@ -61,11 +73,24 @@ type Backend struct {
 	complete string
 	embed    string
 	auth     string // Authorization header value, "" when none
+	apiKey   string // redacted from error messages when long enough
+	// models holds the JSON string literals of the mapped models' names, by
+	// public name; nil when there is no mapping.
+	models map[string]modelNames
 
 	inflight atomic.Int64 // requests in Do
 }
 
 var _ backends.Backend = (*Backend)(nil)
+
+// modelNames are a mapped model's names as JSON string literals, quotes
+// included, ready to splice into a body.
+type modelNames struct {
+	upstream, public string
+}
+
+// minRedactLen is the shortest API key searched for in error messages.
+const minRedactLen = 8
 
 // New returns a Backend for the upstream at cfg.URL, described by desc. The
 // URL must be absolute, http or https, with a host, and without a query or a
@@ -92,6 +117,19 @@ func New(desc *backends.Descriptor, cfg Config) (*Backend, error) {
 	}
 	if cfg.APIKey != "" {
 		b.auth = "Bearer " + cfg.APIKey
+		b.apiKey = cfg.APIKey
+	}
+	for public, up := range cfg.ModelNames {
+		if public == "" || up == "" {
+			return nil, fmt.Errorf("upstream %s: model name mapping %q → %q: both names must be non-empty", desc.Name, public, up)
+		}
+		if public == up {
+			continue
+		}
+		if b.models == nil {
+			b.models = make(map[string]modelNames, len(cfg.ModelNames))
+		}
+		b.models[public] = modelNames{upstream: jsonString(up), public: jsonString(public)}
 	}
 	return b, nil
 }
@@ -107,9 +145,16 @@ func (b *Backend) Close() error {
 	return nil
 }
 
+// jsonString returns s as a JSON string literal.
+func jsonString(s string) string {
+	q, _ := json.Marshal(s) // a string always marshals
+	return string(q)
+}
+
 // Do forwards req to the upstream and returns its result; see the package doc
 // for the protocol, the errors and the cost rule. model is not used: the
-// upstream knows its own models.
+// upstream knows its own models, and the name mapping (Config.ModelNames) is
+// looked up by req.Model.
 func (b *Backend) Do(ctx context.Context, req *backends.Request, model *backends.Model, stream backends.StreamFunc) (*backends.Result, error) {
 	var path string
 	switch req.Op {
@@ -131,6 +176,15 @@ func (b *Backend) Do(ctx context.Context, req *backends.Request, model *backends
 	}
 
 	body, dropUsage := req.Body, false
+	var public string // the public name to put back in the response, "" when not mapped
+	if names, ok := b.models[req.Model]; ok {
+		// req.Body is not edited in place: the request may be retried on
+		// another backend.
+		if nb, changed := setModel(nil, body, names.upstream, true, true); changed {
+			body = nb
+		}
+		public = names.public
+	}
 	if req.Stream {
 		var forced bool
 		body, forced = forceIncludeUsage(body)
@@ -167,9 +221,9 @@ func (b *Backend) Do(ctx context.Context, req *backends.Request, model *backends
 	}
 	var res *backends.Result
 	if req.Stream {
-		res, err = c.readStream(resp, start, dropUsage, stream)
+		res, err = c.readStream(resp, start, dropUsage, public, stream)
 	} else {
-		res, err = c.readWhole(resp, start)
+		res, err = c.readWhole(resp, start, public)
 	}
 	if err != nil {
 		return nil, err
@@ -200,16 +254,24 @@ func (b *Backend) exchange(ctx context.Context, hreq *fasthttp.Request, resp *fa
 }
 
 // readWhole handles a non-streaming response, whose body ReadLimitBody read.
-func (c *call) readWhole(resp *fasthttp.Response, start time.Time) (*backends.Result, error) {
+// public, when set, is the JSON string literal the response's "model" is set
+// to.
+func (c *call) readWhole(resp *fasthttp.Response, start time.Time, public string) (*backends.Result, error) {
 	reuse := !resp.ConnectionClose()
 	status := resp.StatusCode()
 	body := resp.Body()
 	if status < 200 || status > 299 {
-		err := backends.ClassifyUpstreamError(parseUpstreamError(status, body))
+		err := c.b.upstreamError(status, body)
 		c.Finish(reuse)
 		return nil, err
 	}
-	res := &backends.Result{Raw: append([]byte{}, body...)}
+	res, edited := &backends.Result{}, false
+	if public != "" {
+		res.Raw, edited = setModel(nil, body, public, false, false)
+	}
+	if !edited {
+		res.Raw = append([]byte{}, body...) // body is the pooled response's
+	}
 	if u, ok := lastUsage(res.Raw); ok {
 		res.Usage = u
 	}
@@ -219,8 +281,9 @@ func (c *call) readWhole(resp *fasthttp.Response, start time.Time) (*backends.Re
 	return res, nil
 }
 
-// readStream relays a streaming response's events as they arrive.
-func (c *call) readStream(resp *fasthttp.Response, start time.Time, dropUsage bool, stream backends.StreamFunc) (*backends.Result, error) {
+// readStream relays a streaming response's events as they arrive. public,
+// when set, is the JSON string literal every chunk's "model" is set to.
+func (c *call) readStream(resp *fasthttp.Response, start time.Time, dropUsage bool, public string, stream backends.StreamFunc) (*backends.Result, error) {
 	b := c.b
 	bs := resp.BodyStream()
 	status := resp.StatusCode()
@@ -235,7 +298,7 @@ func (c *call) readStream(resp *fasthttp.Response, start time.Time, dropUsage bo
 		if err != nil && c.ctx.Err() != nil {
 			return nil, b.ctxError(c.ctx.Err())
 		}
-		return nil, backends.ClassifyUpstreamError(parseUpstreamError(status, body))
+		return nil, b.upstreamError(status, body)
 	}
 	if bs == nil {
 		c.Finish(false)
@@ -250,6 +313,7 @@ func (c *call) readStream(resp *fasthttp.Response, start time.Time, dropUsage bo
 	}
 
 	res := &backends.Result{}
+	var edited []byte // the chunk with its model set back, reused
 	done, finishSeen := false, false
 	for !done {
 		data, err := sr.next()
@@ -272,7 +336,10 @@ func (c *call) readStream(resp *fasthttp.Response, start time.Time, dropUsage bo
 		}
 		if bytes.Contains(data, []byte(`"error"`)) {
 			if ue := streamError(data); ue != nil {
-				return fail(ue)
+				// Classified as an error answer would be: a 5xx counts
+				// against the backend (ErrUnavailable).
+				b.redact(ue)
+				return fail(backends.ClassifyUpstreamError(ue))
 			}
 		}
 		if u, ok, noChoices := chunkUsage(data); ok {
@@ -283,6 +350,11 @@ func (c *call) readStream(resp *fasthttp.Response, start time.Time, dropUsage bo
 		}
 		if !finishSeen && bytes.Contains(data, []byte(`"finish_reason":"`)) {
 			finishSeen = true
+		}
+		if public != "" {
+			if out, changed := setModel(edited[:0], data, public, false, false); changed {
+				edited, data = out, out
+			}
 		}
 		if err := stream(backends.Chunk{Raw: data}); err != nil {
 			return fail(err)
@@ -327,6 +399,27 @@ func (c *call) drain(sr *sseReader) bool {
 		}
 	}
 	return false
+}
+
+// upstreamError builds and classifies the error for an upstream's error
+// answer, with the API key redacted.
+func (b *Backend) upstreamError(status int, body []byte) error {
+	ue := parseUpstreamError(status, body)
+	b.redact(ue)
+	return backends.ClassifyUpstreamError(ue)
+}
+
+// redact replaces the API key in an upstream error's text: some servers echo
+// the credentials they rejected, and the message is relayed to clients.
+func (b *Backend) redact(ue *backends.UpstreamError) {
+	if len(b.apiKey) < minRedactLen {
+		return
+	}
+	for _, f := range []*string{&ue.Message, &ue.Type, &ue.Code, &ue.Param} {
+		if strings.Contains(*f, b.apiKey) {
+			*f = strings.ReplaceAll(*f, b.apiKey, "[redacted]")
+		}
+	}
 }
 
 // ioError classifies a transport error: the context's own error when it ended
