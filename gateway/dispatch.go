@@ -36,6 +36,11 @@ type Dispatcher struct {
 	mismatch []bool                    // backends kept out of rotation by CheckMetadata
 	batchers []*batcher.Batcher        // one per backend, in router order
 	bcfg     map[string]batcher.Config // effective batching settings, by model
+	retry    *RetryBudget              // retries and hedges draw from it (SetRetry); nil: no budget
+	hedging  hedgePolicy               // which requests are hedged (SetHedging, hedge.go)
+	// unhealthy marks the backends the health checks keep out of rotation
+	// (health.go; nil until the first probe), under mu.
+	unhealthy []bool
 }
 
 // NewDispatcher builds the pipeline over a fleet's backends (in router order)
@@ -117,8 +122,8 @@ func (d *Dispatcher) ModelReady(name string) bool {
 // Placement is a routing decision that has not run yet. Run or Cancel it
 // exactly once.
 type Placement struct {
-	dec   router.Decision
-	b     backends.Backend
+	dec     router.Decision
+	b       backends.Backend
 	at      time.Time // when it was placed
 	first   time.Time // when the first output reached the front (streams), zero before
 	release func()    // set once the request holds admission slots (PlaceAdmitted)
@@ -217,9 +222,15 @@ func (d *Dispatcher) Run(ctx context.Context, p *Placement, req *backends.Reques
 }
 
 // Do places and runs a non-streaming request, retrying on another backend
-// when one fails with backends.ErrUnavailable while time is left. It returns
-// the result and where it ran.
+// when one fails with backends.ErrUnavailable while time is left, at most
+// d.attempts backends in all. Every retry draws from the retry budget
+// (SetRetry): when it is spent, the request fails with its backend's error
+// instead of retrying. A critical request with a tight SLO may be hedged
+// (SetHedging, hedge.go). It returns the result and where it ran.
 func (d *Dispatcher) Do(ctx context.Context, req *backends.Request, m *backends.Model) (*backends.Result, *backends.Descriptor, error) {
+	if d.retry != nil {
+		d.retry.Deposit(d.clock.Now())
+	}
 	exclude := -1
 	var lastErr error
 	for attempt := 0; attempt < d.attempts; attempt++ {
@@ -230,14 +241,30 @@ func (d *Dispatcher) Do(ctx context.Context, req *backends.Request, m *backends.
 			}
 			return nil, nil, err
 		}
-		res, err := d.Run(ctx, &p, req, m, nil)
+		if attempt > 0 && d.retry != nil && !d.retry.Withdraw(d.clock.Now()) {
+			// The budget is spent (many requests are failing): the
+			// original error, rather than more load on the fleet.
+			d.Cancel(&p)
+			return nil, nil, lastErr
+		}
+		var (
+			res    *backends.Result
+			at     *backends.Descriptor
+			failed int
+		)
+		if delay, ok := d.hedgeDelay(req, &p); ok {
+			res, at, failed, err = d.runHedged(ctx, &p, req, m, delay)
+		} else {
+			res, err = d.Run(ctx, &p, req, m, nil)
+			at, failed = p.Backend(), p.dec.Index
+		}
 		if err == nil {
-			return res, p.Backend(), nil
+			return res, at, nil
 		}
 		if !errors.Is(err, backends.ErrUnavailable) || ctx.Err() != nil {
-			return nil, p.Backend(), err
+			return nil, at, err
 		}
-		lastErr, exclude = err, p.dec.Index
+		lastErr, exclude = err, failed
 	}
 	return nil, nil, lastErr
 }

@@ -20,6 +20,7 @@ const (
 	HeaderSLOTPOT   = "x-accelgate-slo-tpot-ms" // time-per-output-token target, streams
 	HeaderPriority  = "x-accelgate-priority"    // critical | standard | sheddable
 	HeaderTimeout   = "x-accelgate-timeout-ms"  // hard timeout, shortens the model's
+	HeaderSite      = "x-accelgate-site"        // where the data comes from: prefer a backend there
 	HeaderBackend   = "x-accelgate-backend"     // response: where the request ran
 	HeaderHardware  = "x-accelgate-hardware"    // response: the backend's hardware profile
 	HeaderCost      = "x-accelgate-cost-usd"    // response: attributed cost
@@ -32,6 +33,7 @@ const (
 	maxStop      = 4
 	maxInputs    = 2048
 	maxMaxTokens = 1 << 20
+	maxSiteLen   = 256 // bytes of x-accelgate-site
 )
 
 type chatMessage struct {
@@ -341,8 +343,8 @@ func decodeEmbedding(body []byte, req *backends.Request) (base64 bool, err error
 // headerGetter reads one request header; fasthttp's RequestHeader.Peek fits.
 type headerGetter func(name string) []byte
 
-// applyHeaders sets the request's class, SLO targets and deadline from the
-// model's defaults and the client's headers.
+// applyHeaders sets the request's class, SLO targets, site and deadline from
+// the model's defaults and the client's headers.
 func applyHeaders(req *backends.Request, m *backends.Model, get headerGetter, now time.Time) error {
 	req.Priority = m.DefaultPriority
 	if v := get(HeaderPriority); len(v) > 0 {
@@ -353,6 +355,12 @@ func applyHeaders(req *backends.Request, m *backends.Model, get headerGetter, no
 		req.Priority = p
 	}
 	req.SLO = m.SLO[req.Priority]
+	if v := get(HeaderSite); len(v) > 0 {
+		if len(v) > maxSiteLen {
+			return backends.BadRequestf(HeaderSite, "invalid %s header: longer than %d bytes", HeaderSite, maxSiteLen)
+		}
+		req.Site = string(v)
+	}
 	if req.SLO.E2E == 0 && m.Kind == backends.ModelLLM && req.SLO.TTFT > 0 && req.SLO.TPOT > 0 {
 		// A non-streaming LLM request has no first token the client sees: its
 		// default end-to-end target is TTFT + TPOT × the planned output.

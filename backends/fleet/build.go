@@ -32,6 +32,14 @@ type Fleet struct {
 	// section's batching, defaults filled; batcher.DefaultConfig() where it
 	// is absent), by model name.
 	Batching map[string]batcher.Config
+	// HealthChecks holds every backend's effective health_check settings
+	// (the top-level section with the backend's overrides), in Backends
+	// order. Emulated backends are never probed.
+	HealthChecks []HealthCheck
+	// Retry is the validated retry section (defaults filled).
+	Retry Retry
+	// Hedging is the validated hedging section (defaults filled).
+	Hedging Hedging
 }
 
 // BuildOptions are the run-time dependencies of Build.
@@ -52,7 +60,11 @@ func (f *File) Build(cat *catalog.Catalog, opts BuildOptions) (*Fleet, error) {
 		opts.Getenv = os.Getenv
 	}
 	fl := &Fleet{Models: make(map[string]*backends.Model, len(f.Models)), Router: f.Router,
-		Batching: make(map[string]batcher.Config, len(f.Models))}
+		Batching: make(map[string]batcher.Config, len(f.Models)), Retry: f.Retry, Hedging: f.Hedging}
+	fl.Retry.SetDefaults()
+	fl.Hedging.SetDefaults()
+	hc := f.HealthCheck
+	hc.SetDefaults()
 	for i := range f.Models {
 		m := f.Models[i].Model()
 		fl.Models[m.Name] = m
@@ -88,6 +100,7 @@ func (f *File) Build(cat *catalog.Catalog, opts BuildOptions) (*Fleet, error) {
 			return nil, fmt.Errorf("backends[%d]: %w", i, err)
 		}
 		fl.Backends = append(fl.Backends, be)
+		fl.HealthChecks = append(fl.HealthChecks, hc.Merge(b.HealthCheck))
 	}
 	return fl, nil
 }

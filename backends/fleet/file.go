@@ -42,6 +42,14 @@ type File struct {
 	Models   []ModelSpec   `yaml:"models"`
 	Backends []BackendSpec `yaml:"backends"`
 	Router   router.Config `yaml:"router"`
+	// HealthCheck is the active health checks of the upstream backends
+	// (see HealthCheck); a backend's own health_check overrides it.
+	HealthCheck HealthCheck `yaml:"health_check"`
+	// Retry is the retry budget (see Retry).
+	Retry Retry `yaml:"retry"`
+	// Hedging is the hedging of critical requests with tight SLOs (see
+	// Hedging). Off by default.
+	Hedging Hedging `yaml:"hedging"`
 }
 
 // ModelSpec is one entry of the models section.
@@ -159,7 +167,9 @@ type BackendSpec struct {
 	// PricePerHour overrides the profile's price (USD per hour), e.g. for
 	// reserved or owned hardware.
 	PricePerHour *float64 `yaml:"price_per_hour_usd"`
-	// Site is where the backend stands (a datacenter or edge site).
+	// Site is where the backend stands (a datacenter or edge site). A
+	// request that sends x-accelgate-site (gRPC metadata of the same name)
+	// is placed on a backend at that site when one meets its SLO.
 	Site string `yaml:"site"`
 	// RTTMs is the network round trip from the gateway in milliseconds.
 	// Emulated backends add it to every request; the router adds it to
@@ -175,6 +185,12 @@ type BackendSpec struct {
 	// way to plan "what if I had eight of these". Default 1 (the entry keeps
 	// its name).
 	Replicas int `yaml:"replicas"`
+	// HealthCheck overrides the top-level health_check for this backend:
+	// the fields it sets replace the top-level ones (e.g. a longer interval
+	// for an edge node on a slow link, or enabled: false for an upstream
+	// without a health endpoint). After Validate it holds the backend's
+	// effective settings. Not for emulated backends.
+	HealthCheck *HealthCheck `yaml:"health_check"`
 }
 
 // Parse decodes a fleet file strictly: unknown fields and trailing documents
@@ -422,6 +438,37 @@ func (f *File) Validate(cat *catalog.Catalog) error {
 			bad(at+".replicas", "only emulated backends can be replicated (list each upstream with its own url)")
 		}
 	}
+	f.HealthCheck.SetDefaults()
+	topErr := f.HealthCheck.Validate("health_check")
+	if topErr != nil {
+		errs = append(errs, topErr)
+	}
+	for i := range f.Backends {
+		b := &f.Backends[i]
+		if b.HealthCheck == nil {
+			continue
+		}
+		at := fmt.Sprintf("backends[%d].health_check", i)
+		if b.Transport == TransportEmulated {
+			bad(at, "an emulated backend runs in-process: there is nothing to probe")
+			continue
+		}
+		eff := f.HealthCheck.Merge(b.HealthCheck)
+		if topErr == nil {
+			if err := eff.Validate(at); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		b.HealthCheck = &eff
+	}
+	f.Retry.SetDefaults()
+	if err := f.Retry.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	f.Hedging.SetDefaults()
+	if err := f.Hedging.Validate(); err != nil {
+		errs = append(errs, err)
+	}
 	if len(errs) == 0 {
 		f.Backends = expandReplicas(f.Backends, names)
 	}
@@ -520,3 +567,220 @@ func modelNames(models map[string]*backends.Model) []string {
 	sort.Strings(out)
 	return out
 }
+
+// Defaults of the health_check, retry and hedging sections.
+const (
+	DefaultHealthInterval     = 5 * time.Second
+	DefaultHealthTimeout      = time.Second
+	DefaultHealthyThreshold   = 2
+	DefaultUnhealthyThreshold = 3
+	DefaultRetryBudgetPercent = 20.0
+	DefaultRetryMinPerSecond  = 3.0
+	DefaultRetryMaxAttempts   = 3
+	DefaultHedgingMaxSLOMs    = 200.0
+)
+
+// Limits of the health_check, retry and hedging sections.
+const (
+	minHealthInterval    = 100 * time.Millisecond
+	maxHealthThreshold   = 100
+	maxRetryAttempts     = 10
+	maxRetryMinPerSecond = 1e6
+	maxHedgingSLOMs      = 600_000.0
+)
+
+// HealthCheck is the health_check section: active health checks of the
+// upstream backends (transports openai: GET <url>/health, kserve-http: GET
+// <url>/v2/health/ready, kserve-grpc: the ServerReady RPC; emulated backends
+// are not probed). The top-level section applies to every backend; a
+// backend's own health_check overrides the fields it sets. A backend is taken
+// out of rotation after unhealthy_threshold consecutive failed probes and put
+// back after healthy_threshold consecutive successful ones; the round trip of
+// successful probes (an EWMA) replaces the backend's rtt_ms in the router's
+// predictions.
+//
+//	health_check:
+//	  enabled: true          # default true
+//	  interval: 5s           # between probes (default 5s, at least 100ms)
+//	  timeout: 1s            # a probe slower than this fails (default 1s, at most the interval)
+//	  healthy_threshold: 2   # consecutive successes to come back (default 2)
+//	  unhealthy_threshold: 3 # consecutive failures to go out (default 3)
+type HealthCheck struct {
+	// Enabled turns the probes on or off. Default true.
+	Enabled *bool `yaml:"enabled"`
+	// Interval is the time between two probes of a backend. Default 5s.
+	Interval time.Duration `yaml:"interval"`
+	// Timeout bounds one probe. Default 1s; at most Interval.
+	Timeout time.Duration `yaml:"timeout"`
+	// HealthyThreshold is how many consecutive successful probes bring a
+	// backend that was out of rotation back. Default 2.
+	HealthyThreshold int `yaml:"healthy_threshold"`
+	// UnhealthyThreshold is how many consecutive failed probes take a
+	// backend out of rotation. Default 3.
+	UnhealthyThreshold int `yaml:"unhealthy_threshold"`
+}
+
+// SetDefaults fills the unset fields with their documented defaults.
+func (h *HealthCheck) SetDefaults() {
+	if h.Enabled == nil {
+		on := true
+		h.Enabled = &on
+	}
+	if h.Interval == 0 {
+		h.Interval = DefaultHealthInterval
+	}
+	if h.Timeout == 0 {
+		h.Timeout = min(DefaultHealthTimeout, h.Interval)
+	}
+	if h.HealthyThreshold == 0 {
+		h.HealthyThreshold = DefaultHealthyThreshold
+	}
+	if h.UnhealthyThreshold == 0 {
+		h.UnhealthyThreshold = DefaultUnhealthyThreshold
+	}
+}
+
+// On reports whether the checks are enabled (the default).
+func (h *HealthCheck) On() bool { return h.Enabled == nil || *h.Enabled }
+
+// Validate reports the invalid fields, each named under at (e.g.
+// "health_check" or "backends[2].health_check"). Call SetDefaults first.
+func (h *HealthCheck) Validate(at string) error {
+	var errs []error
+	switch {
+	case h.Interval < minHealthInterval:
+		errs = append(errs, fmt.Errorf("%s.interval: must be at least %v, got %v", at, minHealthInterval, h.Interval))
+	case h.Timeout <= 0:
+		errs = append(errs, fmt.Errorf("%s.timeout: must be positive, got %v", at, h.Timeout))
+	case h.Timeout > h.Interval:
+		errs = append(errs, fmt.Errorf("%s.timeout: %v is longer than the interval %v (a probe must end before the next is due)", at, h.Timeout, h.Interval))
+	}
+	if h.HealthyThreshold < 1 || h.HealthyThreshold > maxHealthThreshold {
+		errs = append(errs, fmt.Errorf("%s.healthy_threshold: must be between 1 and %d, got %d", at, maxHealthThreshold, h.HealthyThreshold))
+	}
+	if h.UnhealthyThreshold < 1 || h.UnhealthyThreshold > maxHealthThreshold {
+		errs = append(errs, fmt.Errorf("%s.unhealthy_threshold: must be between 1 and %d, got %d", at, maxHealthThreshold, h.UnhealthyThreshold))
+	}
+	return errors.Join(errs...)
+}
+
+// Merge returns h with the fields that override sets replaced by its values
+// (a backend's own health_check over the top-level one). When override
+// shortens the interval below the inherited timeout and sets no timeout of
+// its own, the timeout becomes the default (1s) or the interval if shorter.
+func (h HealthCheck) Merge(override *HealthCheck) HealthCheck {
+	if override == nil {
+		return h
+	}
+	if override.Enabled != nil {
+		h.Enabled = override.Enabled
+	}
+	if override.Interval != 0 {
+		h.Interval = override.Interval
+		if override.Timeout == 0 && h.Timeout > h.Interval {
+			h.Timeout = min(DefaultHealthTimeout, h.Interval)
+		}
+	}
+	if override.Timeout != 0 {
+		h.Timeout = override.Timeout
+	}
+	if override.HealthyThreshold != 0 {
+		h.HealthyThreshold = override.HealthyThreshold
+	}
+	if override.UnhealthyThreshold != 0 {
+		h.UnhealthyThreshold = override.UnhealthyThreshold
+	}
+	return h
+}
+
+// Retry is the retry section: the retry budget of requests that failed on a
+// backend (backend unavailable) before any byte reached the client, and were
+// retried on another one. Retries may not exceed budget_percent of the
+// first attempts of the last 10 seconds plus min_per_second × 10; past that
+// a failed request returns its error instead of retrying, so a fleet-wide
+// outage does not multiply the load. Hedged copies (hedging) draw from the
+// same budget.
+//
+//	retry:
+//	  budget_percent: 20   # retries as a share of recent requests (default 20; 0–100)
+//	  min_per_second: 3    # retries always allowed at low load (default 3)
+//	  max_attempts: 3      # backends one request may try (default 3; 1 = no retries)
+type Retry struct {
+	// BudgetPercent is the retries allowed as a percentage of the requests
+	// of the last 10 seconds. Default 20.
+	BudgetPercent *float64 `yaml:"budget_percent"`
+	// MinPerSecond is the retries per second allowed whatever the traffic
+	// (averaged over 10 seconds), so one failing backend at low load is
+	// fully absorbed. Default 3.
+	MinPerSecond *float64 `yaml:"min_per_second"`
+	// MaxAttempts bounds the backends one request tries, the first
+	// included. Default 3.
+	MaxAttempts int `yaml:"max_attempts"`
+}
+
+// SetDefaults fills the unset fields with their documented defaults.
+func (r *Retry) SetDefaults() {
+	if r.BudgetPercent == nil {
+		v := DefaultRetryBudgetPercent
+		r.BudgetPercent = &v
+	}
+	if r.MinPerSecond == nil {
+		v := DefaultRetryMinPerSecond
+		r.MinPerSecond = &v
+	}
+	if r.MaxAttempts == 0 {
+		r.MaxAttempts = DefaultRetryMaxAttempts
+	}
+}
+
+// Validate reports the invalid fields by name ("retry.budget_percent").
+// Call SetDefaults first.
+func (r *Retry) Validate() error {
+	var errs []error
+	if p := r.BudgetPercent; p != nil && !(*p >= 0 && *p <= 100) {
+		errs = append(errs, fmt.Errorf("retry.budget_percent: must be between 0 and 100, got %v", *p))
+	}
+	if m := r.MinPerSecond; m != nil && !(*m >= 0 && *m <= maxRetryMinPerSecond) {
+		errs = append(errs, fmt.Errorf("retry.min_per_second: must be between 0 and %g, got %v", maxRetryMinPerSecond, *m))
+	}
+	if r.MaxAttempts < 1 || r.MaxAttempts > maxRetryAttempts {
+		errs = append(errs, fmt.Errorf("retry.max_attempts: must be between 1 and %d, got %d", maxRetryAttempts, r.MaxAttempts))
+	}
+	return errors.Join(errs...)
+}
+
+// Hedging is the hedging section. When enabled, a critical non-streaming
+// request whose end-to-end SLO is at most max_slo_ms gets a second copy on
+// another backend once its first backend's predicted p95 latency has passed
+// without an answer; the first answer wins and the other copy is canceled.
+// Each hedge draws from the retry budget. Off by default.
+//
+//	hedging:
+//	  enabled: false    # default false
+//	  max_slo_ms: 200   # only requests with an SLO this tight (default 200)
+type Hedging struct {
+	// Enabled turns hedging on. Default false.
+	Enabled bool `yaml:"enabled"`
+	// MaxSLOMs is the loosest end-to-end SLO (milliseconds) a request may
+	// have to be hedged. Default 200.
+	MaxSLOMs float64 `yaml:"max_slo_ms"`
+}
+
+// SetDefaults fills the unset fields with their documented defaults.
+func (h *Hedging) SetDefaults() {
+	if h.MaxSLOMs == 0 {
+		h.MaxSLOMs = DefaultHedgingMaxSLOMs
+	}
+}
+
+// Validate reports the invalid fields by name ("hedging.max_slo_ms"). Call
+// SetDefaults first.
+func (h *Hedging) Validate() error {
+	if !(h.MaxSLOMs > 0 && h.MaxSLOMs <= maxHedgingSLOMs) {
+		return fmt.Errorf("hedging.max_slo_ms: must be between 0 and %g milliseconds, got %v", maxHedgingSLOMs, h.MaxSLOMs)
+	}
+	return nil
+}
+
+// MaxSLO is MaxSLOMs as a duration.
+func (h *Hedging) MaxSLO() time.Duration { return ms(h.MaxSLOMs) }

@@ -1081,3 +1081,135 @@ func TestBuildAPIKeyEnvUnset(t *testing.T) {
 	}
 	fl.Close()
 }
+
+// upstream1 is a backends entry for an OpenAI-compatible upstream, to
+// append after backend0.
+const upstream1 = `  - name: up-0
+    hardware: h100-sxm-80gb
+    transport: openai
+    url: http://127.0.0.1:9/v1
+    models: [llm]
+`
+
+// TestHealthRetryHedgingDefaults: the health_check, retry and hedging
+// sections' defaults, in the file and in the built fleet.
+func TestHealthRetryHedgingDefaults(t *testing.T) {
+	f := mustValidate(t, models+backend0+upstream1)
+	hc := f.HealthCheck
+	if !hc.On() || hc.Interval != 5*time.Second || hc.Timeout != time.Second || hc.HealthyThreshold != 2 || hc.UnhealthyThreshold != 3 {
+		t.Errorf("health_check defaults: %+v", hc)
+	}
+	if r := f.Retry; *r.BudgetPercent != 20 || *r.MinPerSecond != 3 || r.MaxAttempts != 3 {
+		t.Errorf("retry defaults: %v %v %d", *r.BudgetPercent, *r.MinPerSecond, r.MaxAttempts)
+	}
+	if h := f.Hedging; h.Enabled || h.MaxSLOMs != 200 || h.MaxSLO() != 200*time.Millisecond {
+		t.Errorf("hedging defaults: %+v", h)
+	}
+	fl, err := f.Build(catalog.Default(), fleet.BuildOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fl.Close()
+	if len(fl.HealthChecks) != 2 || fl.HealthChecks[1].Interval != 5*time.Second || !fl.HealthChecks[1].On() {
+		t.Errorf("built health checks: %+v", fl.HealthChecks)
+	}
+	if fl.Retry.MaxAttempts != 3 || fl.Hedging.MaxSLOMs != 200 {
+		t.Errorf("built retry %+v, hedging %+v", fl.Retry, fl.Hedging)
+	}
+}
+
+// TestHealthRetryHedgingSections: set values, and a backend's health_check
+// overriding the top-level one field by field.
+func TestHealthRetryHedgingSections(t *testing.T) {
+	src := models + backend0 + upstream1 + `    health_check: {interval: 30s, unhealthy_threshold: 5}
+  - name: up-1
+    hardware: h100-sxm-80gb
+    transport: openai
+    url: http://127.0.0.1:9
+    models: [llm]
+    health_check: {enabled: false}
+health_check:
+  interval: 10s
+  timeout: 2s
+  healthy_threshold: 1
+retry:
+  budget_percent: 0
+  min_per_second: 1.5
+  max_attempts: 2
+hedging:
+  enabled: true
+  max_slo_ms: 150
+`
+	f := mustValidate(t, src)
+	if hc := f.HealthCheck; hc.Interval != 10*time.Second || hc.Timeout != 2*time.Second || hc.HealthyThreshold != 1 || hc.UnhealthyThreshold != 3 {
+		t.Errorf("health_check: %+v", hc)
+	}
+	if r := f.Retry; *r.BudgetPercent != 0 || *r.MinPerSecond != 1.5 || r.MaxAttempts != 2 {
+		t.Errorf("retry: %v %v %d", *r.BudgetPercent, *r.MinPerSecond, r.MaxAttempts)
+	}
+	if h := f.Hedging; !h.Enabled || h.MaxSLO() != 150*time.Millisecond {
+		t.Errorf("hedging: %+v", h)
+	}
+	fl, err := f.Build(catalog.Default(), fleet.BuildOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fl.Close()
+	want := []fleet.HealthCheck{
+		{Interval: 10 * time.Second, Timeout: 2 * time.Second, HealthyThreshold: 1, UnhealthyThreshold: 3},
+		{Interval: 30 * time.Second, Timeout: 2 * time.Second, HealthyThreshold: 1, UnhealthyThreshold: 5},
+		{Interval: 10 * time.Second, Timeout: 2 * time.Second, HealthyThreshold: 1, UnhealthyThreshold: 3},
+	}
+	wantOn := []bool{true, true, false}
+	for i, got := range fl.HealthChecks {
+		on := got.On()
+		got.Enabled = nil
+		if got != want[i] || on != wantOn[i] {
+			t.Errorf("backend %d: health check %+v (on %v), want %+v (on %v)", i, got, on, want[i], wantOn[i])
+		}
+	}
+	// A backend's shorter interval pulls the inherited timeout down with it.
+	short := models + backend0 + upstream1 + "    health_check: {interval: 500ms}\n"
+	if hc := mustValidate(t, short).Backends[1].HealthCheck; hc.Timeout != 500*time.Millisecond {
+		t.Errorf("override interval 500ms: timeout %v, want 500ms", hc.Timeout)
+	}
+}
+
+// TestHealthRetryHedgingBadValuesNameTheField: every invalid value is
+// reported under its field path; unknown keys are parse errors.
+func TestHealthRetryHedgingBadValuesNameTheField(t *testing.T) {
+	for _, tc := range []struct{ src, want string }{
+		{"health_check: {interval: 10ms}", "health_check.interval: must be at least 100ms"},
+		{"health_check: {interval: -1s}", "health_check.interval"},
+		{"health_check: {timeout: 6s}", "health_check.timeout: 6s is longer than the interval 5s"},
+		{"health_check: {timeout: -1s}", "health_check.timeout"},
+		{"health_check: {healthy_threshold: -1}", "health_check.healthy_threshold"},
+		{"health_check: {unhealthy_threshold: 1000}", "health_check.unhealthy_threshold"},
+		{"retry: {budget_percent: 150}", "retry.budget_percent"},
+		{"retry: {budget_percent: -1}", "retry.budget_percent"},
+		{"retry: {min_per_second: -2}", "retry.min_per_second"},
+		{"retry: {max_attempts: 11}", "retry.max_attempts"},
+		{"retry: {max_attempts: -1}", "retry.max_attempts"},
+		{"hedging: {max_slo_ms: -5}", "hedging.max_slo_ms"},
+	} {
+		_, err := parseValidate(t, models+backend0+tc.src+"\n")
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: error %v, want %q", tc.src, err, tc.want)
+		}
+	}
+	for _, tc := range []struct{ src, want string }{
+		{backend0 + "    health_check: {interval: 10s}\n", "backends[0].health_check: an emulated backend"},
+		{backend0 + upstream1 + "    health_check: {timeout: 9s}\n", "backends[1].health_check.timeout: 9s is longer than the interval 5s"},
+		{backend0 + upstream1 + "    health_check: {healthy_threshold: 0, unhealthy_threshold: -3}\n", "backends[1].health_check.unhealthy_threshold"},
+	} {
+		_, err := parseValidate(t, models+tc.src)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: error %v, want %q", tc.src, err, tc.want)
+		}
+	}
+	for _, src := range []string{"retry: {budget: 5}", "hedging: {on: true}", "health_check: {path: /ready}"} {
+		if _, err := fleet.Parse([]byte(models + backend0 + src + "\n")); err == nil {
+			t.Errorf("%s: parsed", src)
+		}
+	}
+}

@@ -54,6 +54,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 	// After the fronts stop (cli.Serve returns), fail whatever is still
 	// queued in the batchers, then (the earlier defer) close the backends.
 	defer srv.Dispatcher().Close()
+	// Retry budget, hedging and active health checks (fleet file); the
+	// checks stop before the batchers and the backends close.
+	srv.Dispatcher().SetRetry(fl.Retry)
+	srv.Dispatcher().SetHedging(fl.Hedging)
+	health := gateway.NewHealthChecker(srv.Dispatcher(), fl.HealthChecks, nil, func(format string, a ...any) { fmt.Fprintf(out, "accelgate: "+format+"\n", a...) })
+	health.Start()
+	defer health.Close()
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
 		return err
