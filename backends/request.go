@@ -99,6 +99,9 @@ type Request struct {
 	SLO      SLO      // latency targets
 	Arrival  time.Time
 	Deadline time.Time // hard timeout: past it the request ends with 504 / DeadlineExceeded
+	// Prefix describes an LLM prompt's prefixes (prefix affinity and the
+	// emulator's prefix cache); the zero value describes none.
+	Prefix Prefix
 	// Site is where the request's data was produced (x-accelgate-site): a
 	// backend at that site is preferred when it meets the SLO. Empty: any.
 	Site string

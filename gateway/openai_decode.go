@@ -177,6 +177,12 @@ func decodeLLM(op backends.Op, body []byte, req *backends.Request) error {
 		}
 	}
 	req.EstInputTokens = (est + 3) / 4
+	switch {
+	case req.Messages != nil:
+		req.Prefix.SetMessages(req.Model, req.Messages, req.EstInputTokens)
+	case len(req.Prompts) == 1:
+		req.Prefix.SetText(req.Model, req.Prompts[0], req.EstInputTokens)
+	}
 	mt := in.MaxTokens
 	if in.MaxCompletionTokens != nil {
 		mt = in.MaxCompletionTokens

@@ -73,6 +73,10 @@ type Recorder struct {
 	latency *hdrhistogram.Histogram
 	ttft    *hdrhistogram.Histogram
 	itl     *hdrhistogram.Histogram
+	// turnTTFT is the TTFT of streamed later turns of multi-turn sessions (Turn ≥ 2,
+	// whose prompts share a prefix with an earlier turn): where prefix
+	// affinity shows.
+	turnTTFT *hdrhistogram.Histogram
 
 	series []seriesPoint
 	ring   [seriesWindow]ringSlot
@@ -109,6 +113,7 @@ func NewRecorder(opts RecorderOptions) *Recorder {
 		hardware:   make(map[string]*hwAcc),
 		latency:    newHist(histSigFigs),
 		ttft:       newHist(histSigFigs),
+		turnTTFT:   newHist(histSigFigs),
 		itl:        newHist(histSigFigs),
 		recent:     [2]*hdrhistogram.Histogram{newHist(windowSigFigs), newHist(windowSigFigs)},
 		recentTemp: newHist(windowSigFigs),
@@ -218,6 +223,9 @@ func (r *Recorder) Record(o *Outcome) {
 	lat := toUS(o.Latency)
 	r.latency.RecordValue(lat)
 	r.ttft.RecordValue(toUS(o.TTFT))
+	if o.Item != nil && o.Item.Turn >= 2 && o.Item.Stream {
+		r.turnTTFT.RecordValue(toUS(o.TTFT))
+	}
 	for _, g := range o.ITL {
 		r.itl.RecordValue(toUS(g))
 	}
@@ -422,23 +430,27 @@ type CDFPoint struct {
 //     when none; responses arriving more than 128 s of send time after
 //     their second are counted but left out of its p99).
 type RunReport struct {
-	Name                 string                   `json:"name"`
-	Requests             int64                    `json:"requests"`
-	OK                   int64                    `json:"ok"`
-	Shed                 int64                    `json:"shed"`
-	Errors               map[string]int64         `json:"errors"`
-	DurationS            float64                  `json:"duration_s"`
-	ThroughputRPS        float64                  `json:"throughput_rps"`
-	GoodputRPS           float64                  `json:"goodput_rps"`
-	SLOAttainment        float64                  `json:"slo_attainment"`
-	AttainmentByPriority PriorityAttainment       `json:"attainment_by_priority"`
-	LatencyMS            Percentiles              `json:"latency_ms"`
-	TTFTMS               Percentiles              `json:"ttft_ms"`
-	ITLMS                Percentiles              `json:"itl_ms"`
-	CostUSDPer1K         float64                  `json:"cost_usd_per_1k"`
-	CostUSDPer1MTokens   float64                  `json:"cost_usd_per_1m_tokens"`
-	ByHardware           map[string]HardwareShare `json:"by_hardware"`
-	Timeseries           []TimePoint              `json:"timeseries"`
+	Name                 string             `json:"name"`
+	Requests             int64              `json:"requests"`
+	OK                   int64              `json:"ok"`
+	Shed                 int64              `json:"shed"`
+	Errors               map[string]int64   `json:"errors"`
+	DurationS            float64            `json:"duration_s"`
+	ThroughputRPS        float64            `json:"throughput_rps"`
+	GoodputRPS           float64            `json:"goodput_rps"`
+	SLOAttainment        float64            `json:"slo_attainment"`
+	AttainmentByPriority PriorityAttainment `json:"attainment_by_priority"`
+	LatencyMS            Percentiles        `json:"latency_ms"`
+	TTFTMS               Percentiles        `json:"ttft_ms"`
+	// SessionTTFTMS is ttft_ms over streamed later turns of multi-turn sessions
+	// (turn 2 on), which share a prompt prefix with an earlier turn; absent
+	// when there were none.
+	SessionTTFTMS      *Percentiles             `json:"session_ttft_ms,omitempty"`
+	ITLMS              Percentiles              `json:"itl_ms"`
+	CostUSDPer1K       float64                  `json:"cost_usd_per_1k"`
+	CostUSDPer1MTokens float64                  `json:"cost_usd_per_1m_tokens"`
+	ByHardware         map[string]HardwareShare `json:"by_hardware"`
+	Timeseries         []TimePoint              `json:"timeseries"`
 
 	// LatencyCDF is the latency distribution of OK responses, downsampled
 	// from the HDR histogram, for WriteHTML's CDF chart. It is not part of
@@ -457,14 +469,21 @@ func (r *Recorder) Report(duration time.Duration) *RunReport {
 	defer r.mu.Unlock()
 
 	rep := &RunReport{
-		Name:       r.name,
-		Requests:   max(offered, r.recorded),
-		OK:         r.ok,
-		Shed:       r.shed,
-		Errors:     make(map[string]int64, len(r.errors)),
-		DurationS:  duration.Seconds(),
-		LatencyMS:  percentilesOf(r.latency),
-		TTFTMS:     percentilesOf(r.ttft),
+		Name:      r.name,
+		Requests:  max(offered, r.recorded),
+		OK:        r.ok,
+		Shed:      r.shed,
+		Errors:    make(map[string]int64, len(r.errors)),
+		DurationS: duration.Seconds(),
+		LatencyMS: percentilesOf(r.latency),
+		TTFTMS:    percentilesOf(r.ttft),
+		SessionTTFTMS: func() *Percentiles {
+			if r.turnTTFT.TotalCount() == 0 {
+				return nil
+			}
+			p := percentilesOf(r.turnTTFT)
+			return &p
+		}(),
 		ITLMS:      percentilesOf(r.itl),
 		ByHardware: make(map[string]HardwareShare, len(r.hardware)),
 		Timeseries: make([]TimePoint, len(r.series)),

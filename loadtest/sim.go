@@ -499,6 +499,11 @@ func SimRequest(req *backends.Request, it *Item, now time.Time, m *backends.Mode
 		req.Rows = max(it.Images, 1)
 	default:
 		req.Rows = 1
+		if len(it.Messages) > 0 {
+			req.Prefix.SetMessages(it.Model, it.Messages, it.InputTokens)
+		} else if it.Prompt != "" {
+			req.Prefix.SetText(it.Model, it.Prompt, it.InputTokens)
+		}
 	}
 }
 
@@ -562,7 +567,7 @@ func (s *Sim) submit(i, b int32, now time.Time) error {
 	switch it.Op {
 	case backends.OpChat, backends.OpCompletion:
 		s.outs[0] = it.OutputTokens
-		s.llmJob = emulator.LLMJob{ID: jobID(i, r.gen, 0), PromptTokens: it.InputTokens, OutputTokens: s.outs}
+		s.llmJob = emulator.LLMJob{ID: jobID(i, r.gen, 0), PromptTokens: it.InputTokens, OutputTokens: s.outs, Prefix: &r.req.Prefix}
 		if err := c.SubmitLLM(now, &s.llmJob); err != nil {
 			return err
 		}

@@ -232,6 +232,12 @@ func compareRows(reps []*RunReport) []compareRow {
 		{"latency", func(r *RunReport) Percentiles { return r.LatencyMS }},
 		{"ttft", func(r *RunReport) Percentiles { return r.TTFTMS }},
 		{"itl", func(r *RunReport) Percentiles { return r.ITLMS }},
+		{"session ttft", func(r *RunReport) Percentiles {
+			if r.SessionTTFTMS == nil {
+				return Percentiles{}
+			}
+			return *r.SessionTTFTMS
+		}},
 	} {
 		for _, q := range []struct {
 			name string

@@ -66,6 +66,10 @@ type Config struct {
 	// and this spreads load instead of packing onto the marginally cheaper
 	// one. Default 0.1 (10%).
 	CostTolerance float64 `yaml:"cost_tolerance"`
+	// AffinityEntries bounds the prefix-affinity table (prompt-prefix chunk
+	// hashes → the backends that served them recently; see affinity.go).
+	// Default 65536; -1 turns prefix affinity off.
+	AffinityEntries int `yaml:"affinity_entries"`
 	// MinSamples is how many completed requests a (backend, model) needs
 	// before its learned correction replaces Margin. Default 8.
 	MinSamples int `yaml:"min_samples"`
@@ -117,6 +121,9 @@ func (c *Config) SetDefaults() {
 	}
 	if c.Quantiles.Sheddable == 0 {
 		c.Quantiles.Sheddable = 0.85
+	}
+	if c.AffinityEntries == 0 {
+		c.AffinityEntries = 65536
 	}
 	if c.CostTolerance == 0 {
 		c.CostTolerance = 0.1
@@ -172,6 +179,9 @@ func (c *Config) Validate() error {
 	}
 	if !(c.CostTolerance >= 0 && c.CostTolerance <= 1) {
 		return fmt.Errorf("router.cost_tolerance: %v is outside [0, 1]", c.CostTolerance)
+	}
+	if c.AffinityEntries < -1 || c.AffinityEntries > 1<<24 {
+		return fmt.Errorf("router.affinity_entries: %d is outside [-1, %d]", c.AffinityEntries, 1<<24)
 	}
 	if c.MinSamples < 1 || c.MinSamples > 1000 {
 		return fmt.Errorf("router.min_samples: %d is outside [1, 1000]", c.MinSamples)

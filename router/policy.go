@@ -61,7 +61,7 @@ func (r *Router) baseline(now time.Time, req *backends.Request, m *backends.Mode
 			}
 		}
 	}
-	raw, p := r.predict(now, &r.targets[pick], req, m, mt.id)
+	raw, p := r.predict(now, pick, req, m, mt.id)
 	return r.commit(now, pick, raw, p, req, mt.id, meets(p, req)), nil
 }
 

@@ -36,6 +36,10 @@ type Load struct {
 	// from its books; a continuous-batching server prefills new prompts one
 	// step at a time, so a new prompt waits for those ahead of it).
 	PrefillBacklog time.Duration
+	// CachedTokens is how many of this request's prompt tokens the backend
+	// likely holds in its prefix cache (prefix affinity): they are not
+	// prefilled again.
+	CachedTokens int
 	// RTT, when positive, is the measured network round trip to the
 	// backend (health checks), used instead of the descriptor's.
 	RTT time.Duration
@@ -107,7 +111,7 @@ func (ProfilePredictor) Predict(req *backends.Request, m *backends.Model, d *bac
 			p.Wait = time.Duration(float64(life) * float64(excess) / float64(lm.MaxConcurrency))
 			n = lm.MaxConcurrency
 		}
-		prefill := lm.PrefillTime(req.EstInputTokens)
+		prefill := lm.PrefillTime(max(req.EstInputTokens-l.CachedTokens, 1))
 		step := lm.DecodeStep(n)
 		p.Wait += l.PrefillBacklog
 		p.TTFT = rtt + p.Wait + prefill

@@ -37,6 +37,7 @@ type Decision struct {
 	raw      Prediction
 	model    int
 	probe    bool // predicted from the profile alone to probe a backend that lost its traffic
+	prefix   *backends.Prefix // the request's prompt prefixes, recorded for affinity on success
 	charged  Load
 }
 
@@ -103,6 +104,7 @@ type Router struct {
 	byModel map[string]*modelTargets // built once; read-only lookups per request
 	rng     *rand.Rand
 	pct     [backends.NumPriorities]int // Config.Quantiles in percent
+	aff     *affinity                   // prefix affinity; nil when disabled
 	cand    []int                       // baseline candidates (scratch)
 	scratch [ringN]float32
 }
@@ -119,6 +121,9 @@ func New(cfg Config, descs []*backends.Descriptor, pred Predictor) (*Router, err
 	}
 	r := &Router{cfg: cfg, pred: pred, targets: make([]target, len(descs)), byModel: map[string]*modelTargets{},
 		rng: rand.New(rand.NewPCG(cfg.Seed, 0x9e3779b97f4a7c15))}
+	if cfg.AffinityEntries > 0 {
+		r.aff = newAffinity(cfg.AffinityEntries)
+	}
 	for p, q := range cfg.Quantiles.byPriority() {
 		r.pct[p] = int(math.Round(q * 100))
 	}
@@ -162,6 +167,12 @@ func (r *Router) Place(now time.Time, req *backends.Request, m *backends.Model, 
 	if mt == nil {
 		return Decision{}, backends.ErrNoBackend
 	}
+	if r.aff != nil {
+		r.aff.nhits = 0
+		if req.Prefix.N > 0 && (req.Op == backends.OpChat || req.Op == backends.OpCompletion) {
+			r.aff.lookup(&req.Prefix)
+		}
+	}
 	switch r.cfg.Policy {
 	case PolicyAccelgate, PolicyFastest:
 	default:
@@ -175,7 +186,7 @@ func (r *Router) Place(now time.Time, req *backends.Request, m *backends.Model, 
 		if i == exclude || !r.admits(t, now) {
 			continue
 		}
-		raw, p := r.predict(now, t, req, m, mt.id)
+		raw, p := r.predict(now, i, req, m, mt.id)
 		if !p.Feasible() {
 			continue
 		}
@@ -223,12 +234,23 @@ func (r *Router) Place(now time.Time, req *backends.Request, m *backends.Model, 
 
 // predict returns the profile's raw prediction for req on t and the same
 // corrected by the online model.
-func (r *Router) predict(now time.Time, t *target, req *backends.Request, m *backends.Model, id int) (raw, p Prediction) {
+func (r *Router) predict(now time.Time, i int, req *backends.Request, m *backends.Model, id int) (raw, p Prediction) {
+	t := &r.targets[i]
 	c := &t.cells[id]
 	l := t.loadAt(now)
 	l.BatchRows = c.rows
+	l.CachedTokens = r.cachedTokens(i)
 	raw = r.pred.Predict(req, m, t.desc, l)
 	return raw, r.correct(raw, c, req, r.probes(now, c))
+}
+
+// cachedTokens returns the prompt tokens backend i likely holds in its
+// prefix cache for the request being placed (see affinity.go).
+func (r *Router) cachedTokens(i int) int {
+	if r.aff == nil {
+		return 0
+	}
+	return r.aff.cached(i)
 }
 
 // probes reports whether a placement on cell c at now would probe it: it
@@ -284,7 +306,7 @@ func (r *Router) commit(now time.Time, i int, raw, p Prediction, req *backends.R
 		if t.prefillFree.Before(now) {
 			t.prefillFree = now
 		}
-		t.prefillFree = t.prefillFree.Add(lm.PrefillTime(req.EstInputTokens) + lm.DecodeStep(t.load.Seqs+c.Seqs))
+		t.prefillFree = t.prefillFree.Add(lm.PrefillTime(max(req.EstInputTokens-r.cachedTokens(i), 1)) + lm.DecodeStep(t.load.Seqs+c.Seqs))
 	}
 	t.load.Seqs += c.Seqs
 	t.load.PromptTokens += c.PromptTokens
@@ -294,7 +316,11 @@ func (r *Router) commit(now time.Time, i int, raw, p Prediction, req *backends.R
 	if probe {
 		t.cells[model].probing = true
 	}
-	return Decision{Index: i, Backend: t.desc, Prediction: p, MeetsSLO: meets, raw: raw, model: model, probe: probe, charged: c}
+	d := Decision{Index: i, Backend: t.desc, Prediction: p, MeetsSLO: meets, raw: raw, model: model, probe: probe, charged: c}
+	if r.aff != nil && req.Prefix.N > 0 && c.Seqs > 0 {
+		d.prefix = &req.Prefix
+	}
+	return d
 }
 
 // Done releases a placed request's work and feeds its outcome to the online
@@ -314,6 +340,9 @@ func (r *Router) Done(now time.Time, d Decision, o Outcome) (ejected bool) {
 	t.load.BatchWork -= d.charged.BatchWork
 	t.load.InFlight -= d.charged.InFlight
 	r.learn(now, t, d, o)
+	if o.Err == nil && d.prefix != nil && r.aff != nil {
+		r.aff.record(d.prefix, d.Index)
+	}
 	failed := errors.Is(o.Err, backends.ErrUnavailable) || errors.Is(o.Err, backends.ErrTimeout)
 	switch {
 	case o.Err == nil:

@@ -338,6 +338,10 @@ func (b *Backend) doLLM(ctx context.Context, req *backends.Request, model *backe
 		}
 	}
 	usage.TotalTokens = usage.PromptTokens + usage.CompletionTokens
+	if len(prompts) == 1 {
+		// One prompt: its prefixes may be in the prefix cache.
+		job.PromptTokens, job.SeqPromptTokens, job.Prefix = ptoks[0], nil, &req.Prefix
+	}
 
 	cl := newCall()
 	if err := b.submitLLM(cl, job); err != nil {

@@ -19,6 +19,8 @@ type Config struct {
 	// multiplies every step and batch duration (median 1). 0 disables jitter;
 	// DefaultJitterSigma is the fleet's default.
 	JitterSigma float64
+	// NoPrefixCache turns the prefix cache off (see prefix.go).
+	NoPrefixCache bool
 }
 
 // DefaultConfig returns the configuration the default fleet uses.
@@ -65,6 +67,10 @@ type LLMJob struct {
 	// Stream asks for EventTokens entries for this job's sequences; without
 	// it the job only yields EventFirstToken and EventDone.
 	Stream bool
+	// Prefix describes the prompt's prefixes (every sequence's, for a job
+	// with one prompt; ignored with SeqPromptTokens): the prefix cache
+	// skips the prefill of the longest cached one (see prefix.go).
+	Prefix *backends.Prefix
 }
 
 // Member is one job's share of a batch.
@@ -149,6 +155,7 @@ type seq struct {
 	want      int
 	got       int
 	prefilled bool
+	cached    int // prompt tokens served from the prefix cache
 }
 
 type llmJob struct {
@@ -166,6 +173,7 @@ type llmJob struct {
 	left     int
 	busy     float64 // attributed nanoseconds
 	seqs     []seq
+	prefix   backends.Prefix // N == 0: none
 }
 
 type bmember struct {
@@ -227,11 +235,12 @@ const (
 // between calls. A goroutine shell (Backend) or a discrete-event simulator
 // drives it: submit jobs, ask Next when something is due, call Advance then.
 type Core struct {
-	p     *backends.Profile
-	price float64 // USD per nanosecond
-	half  time.Duration
-	sigma float64
-	rng   *rand.Rand
+	pcache *prefixCache // nil: no prefix cache
+	p      *backends.Profile
+	price  float64 // USD per nanosecond
+	half   time.Duration
+	sigma  float64
+	rng    *rand.Rand
 
 	llm     map[uint64]*llmJob
 	batches map[uint64]*batch // member job ID → batch
@@ -282,6 +291,9 @@ func NewCore(p *backends.Profile, pricePerHour float64, rtt time.Duration, cfg C
 	}
 	if p.LLM != nil {
 		c.maxConc = max(p.LLM.MaxConcurrency, 1)
+		if !cfg.NoPrefixCache {
+			c.pcache = newPrefixCache(float64(c.maxConc) * PrefixCacheTokensPerSlot)
+		}
 	}
 	for i, m := range []*backends.BatchModel{p.Vision, p.Embedding} {
 		if m != nil {
@@ -319,6 +331,9 @@ func (c *Core) SubmitLLM(now time.Time, j *LLMJob) error {
 		return fmt.Errorf("emulator: job ID %d is already live", j.ID)
 	}
 	lj := &llmJob{id: j.ID, stream: j.Stream, submit: now, left: len(j.OutputTokens), seqs: make([]seq, len(j.OutputTokens))}
+	if j.Prefix != nil && j.SeqPromptTokens == nil {
+		lj.prefix = *j.Prefix
+	}
 	for i, n := range j.OutputTokens {
 		pt := j.PromptTokens
 		if j.SeqPromptTokens != nil {
@@ -695,7 +710,11 @@ func (c *Core) startLLMStep(t time.Time) {
 		adm := c.waiting[c.whead : c.whead+k]
 		tokens := 0
 		for _, s := range adm {
-			tokens += s.prompt
+			if p := &s.job.prefix; p.N > 0 && c.pcache != nil {
+				s.cached = c.pcache.cached(p, s.prompt)
+				c.pcache.insert(p)
+			}
+			tokens += s.prompt - s.cached
 		}
 		d := c.jitter(c.p.LLM.PrefillTime(tokens), t)
 		for _, s := range adm {
@@ -704,7 +723,7 @@ func (c *Core) startLLMStep(t time.Time) {
 				j.started, j.start = true, t
 			}
 			if tokens > 0 {
-				j.busy += float64(d) * float64(s.prompt) / float64(tokens)
+				j.busy += float64(d) * float64(s.prompt-s.cached) / float64(tokens)
 			} else {
 				j.busy += float64(d) / float64(k)
 			}
