@@ -19,6 +19,7 @@ import (
 
 	"github.com/accelgate/accelgate/backends"
 	"github.com/accelgate/accelgate/backends/catalog"
+	"github.com/accelgate/accelgate/backends/telemetry"
 	"github.com/accelgate/accelgate/batcher"
 	"github.com/accelgate/accelgate/router"
 )
@@ -50,6 +51,12 @@ type File struct {
 	// Hedging is the hedging of critical requests with tight SLOs (see
 	// Hedging). Off by default.
 	Hedging Hedging `yaml:"hedging"`
+	// Telemetry sets how often the gateway scrapes the metrics_url of the
+	// backends that have one: interval (default 5s) and timeout (default 2s,
+	// at most the interval). A report older than three intervals is stale
+	// and ignored. Validate names bad values by field, e.g.
+	// "telemetry.interval: must be positive".
+	Telemetry telemetry.Config `yaml:"telemetry"`
 }
 
 // ModelSpec is one entry of the models section.
@@ -191,6 +198,19 @@ type BackendSpec struct {
 	// without a health endpoint). After Validate it holds the backend's
 	// effective settings. Not for emulated backends.
 	HealthCheck *HealthCheck `yaml:"health_check"`
+	// DeviceUUID is the NVML UUID of the local GPU ("GPU-...") or MIG device
+	// ("MIG-...") the backend runs on, as nvidia-smi -L or
+	// "accelgate -discover" print it. The gateway then reports the device's
+	// live memory and utilisation next to the backend (GET /admin/backends).
+	// Optional; it does not change placement.
+	DeviceUUID string `yaml:"device_uuid"`
+	// MetricsURL is the upstream's Prometheus endpoint (vLLM, SGLang, TGI,
+	// Triton; cmd/emulator serves one), an http(s) URL such as
+	// http://10.0.0.5:8000/metrics. The gateway scrapes it every
+	// telemetry.interval and the router counts the larger of what it placed
+	// on the backend and what the backend reports. Not for emulated
+	// backends, whose load the router sees in-process.
+	MetricsURL string `yaml:"metrics_url"`
 }
 
 // Parse decodes a fleet file strictly: unknown fields and trailing documents
@@ -432,6 +452,24 @@ func (f *File) Validate(cat *catalog.Catalog) error {
 		if b.Seed == 0 {
 			b.Seed = int64(i + 1)
 		}
+		if b.DeviceUUID != "" {
+			if err := checkDeviceUUID(b.DeviceUUID); err != nil {
+				bad(at+".device_uuid", "%v", err)
+			} else if b.Replicas > 1 {
+				bad(at+".device_uuid", "a device is one backend: it cannot be combined with replicas")
+			}
+		}
+		if b.MetricsURL != "" {
+			u, err := url.Parse(b.MetricsURL)
+			switch {
+			case b.Transport == TransportEmulated:
+				bad(at+".metrics_url", "an emulated backend runs in-process: there is nothing to scrape")
+			case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
+				bad(at+".metrics_url", "needs an http(s) URL with a host, got %q", b.MetricsURL)
+			case u.User != nil || u.Fragment != "":
+				bad(at+".metrics_url", "must not carry credentials or a fragment, got %q", b.MetricsURL)
+			}
+		}
 		if b.Replicas < 0 || b.Replicas > 1024 {
 			bad(at+".replicas", "must be between 1 and 1024")
 		} else if b.Replicas > 1 && b.Transport != TransportEmulated {
@@ -476,7 +514,38 @@ func (f *File) Validate(cat *catalog.Catalog) error {
 	if err := f.Router.Validate(); err != nil {
 		errs = append(errs, err)
 	}
+	f.Telemetry.SetDefaults()
+	switch t := f.Telemetry; {
+	case t.Interval <= 0:
+		bad("telemetry.interval", "must be positive, got %v", t.Interval)
+	case t.Timeout <= 0:
+		bad("telemetry.timeout", "must be positive, got %v", t.Timeout)
+	case t.Timeout > t.Interval:
+		bad("telemetry.timeout", "%v is longer than the interval %v (a scrape must end before the next is due)", t.Timeout, t.Interval)
+	}
 	return errors.Join(errs...)
+}
+
+// checkDeviceUUID checks an NVML device UUID loosely: "GPU-" or "MIG-" and
+// then letters, digits and dashes (NVML's are GPU-<uuid>, MIG-<uuid> and, on
+// older drivers, MIG-GPU-<uuid>/<gi>/<ci>, which the slashes allow).
+func checkDeviceUUID(s string) error {
+	rest, ok := strings.CutPrefix(s, "GPU-")
+	if !ok {
+		rest, ok = strings.CutPrefix(s, "MIG-")
+	}
+	if !ok {
+		return fmt.Errorf("%q is not an NVML device UUID: it must start with GPU- or MIG- (see nvidia-smi -L or accelgate -discover)", s)
+	}
+	if rest == "" {
+		return fmt.Errorf("%q has nothing after its prefix", s)
+	}
+	for _, c := range rest {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '-' || c == '/') {
+			return fmt.Errorf("%q is not an NVML device UUID: unexpected %q", s, c)
+		}
+	}
+	return nil
 }
 
 func profileServes(p *backends.Profile, k backends.ModelKind) bool {

@@ -1213,3 +1213,89 @@ func TestHealthRetryHedgingBadValuesNameTheField(t *testing.T) {
 		}
 	}
 }
+
+// TestDeviceUUIDAndMetricsURL: device_uuid must look like an NVML UUID
+// (GPU- or MIG-), metrics_url must be an http(s) URL on a non-emulated
+// backend; the errors name the field.
+func TestDeviceUUIDAndMetricsURL(t *testing.T) {
+	const upstream = `  - name: up-0
+    hardware: h100-sxm-80gb
+    transport: openai
+    url: http://127.0.0.1:9/v1
+    models: [llm]
+`
+	f := mustValidate(t, models+backend0+upstream+`    device_uuid: MIG-4f1b3c2e-9d8a-4b7c-8e6f-1a2b3c4d5e6f
+    metrics_url: https://10.0.0.5:8000/metrics
+`)
+	if b := f.Backends[1]; b.DeviceUUID != "MIG-4f1b3c2e-9d8a-4b7c-8e6f-1a2b3c4d5e6f" || b.MetricsURL != "https://10.0.0.5:8000/metrics" {
+		t.Errorf("backend %+v", b)
+	}
+	mustValidate(t, models+`
+backends:
+  - name: gpu-0
+    hardware: h100-sxm-80gb
+    models: [llm, emb, vis]
+    device_uuid: GPU-8e2d1f0a-0b1c-4d5e-8f90-123456789abc
+  - name: old-mig
+    hardware: h100-mig-1g.10gb
+    models: [emb]
+    device_uuid: MIG-GPU-8e2d1f0a-0b1c-4d5e-8f90-123456789abc/7/0
+`)
+	for _, tc := range []struct{ entry, want string }{
+		{"    device_uuid: 8e2d1f0a-0b1c-4d5e-8f90-123456789abc\n", "backends[1].device_uuid: \"8e2d1f0a-0b1c-4d5e-8f90-123456789abc\" is not an NVML device UUID: it must start with GPU- or MIG-"},
+		{"    device_uuid: gpu-8e2d1f0a\n", "backends[1].device_uuid: "},
+		{"    device_uuid: GPU-\n", "backends[1].device_uuid: \"GPU-\" has nothing after its prefix"},
+		{"    device_uuid: GPU-8e2d 1f0a\n", "backends[1].device_uuid: \"GPU-8e2d 1f0a\" is not an NVML device UUID: unexpected ' '"},
+		{"    metrics_url: 10.0.0.5:8000/metrics\n", "backends[1].metrics_url: needs an http(s) URL with a host"},
+		{"    metrics_url: grpc://10.0.0.5:8001\n", "backends[1].metrics_url: needs an http(s) URL with a host"},
+		{"    metrics_url: http:///metrics\n", "backends[1].metrics_url: needs an http(s) URL with a host"},
+		{"    metrics_url: http://user:pw@10.0.0.5/metrics\n", "backends[1].metrics_url: must not carry credentials"},
+	} {
+		_, err := parseValidate(t, models+backend0+upstream+tc.entry)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: error %v, want %q", strings.TrimSpace(tc.entry), err, tc.want)
+		}
+	}
+	// Emulated backends: nothing to scrape; a device is one backend.
+	for _, tc := range []struct{ entry, want string }{
+		{"    metrics_url: http://127.0.0.1:9/metrics\n", "backends[0].metrics_url: an emulated backend runs in-process"},
+		{"    replicas: 2\n    device_uuid: GPU-8e2d1f0a\n", "backends[0].device_uuid: a device is one backend"},
+	} {
+		_, err := parseValidate(t, models+backend0+tc.entry)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: error %v, want %q", strings.TrimSpace(tc.entry), err, tc.want)
+		}
+	}
+}
+
+// TestTelemetrySection: the telemetry section's defaults (5s, 2s; the
+// timeout at most the interval) and its field-named errors.
+func TestTelemetrySection(t *testing.T) {
+	f := mustValidate(t, models+backend0)
+	if f.Telemetry.Interval != 5*time.Second || f.Telemetry.Timeout != 2*time.Second {
+		t.Errorf("defaults %+v, want 5s / 2s", f.Telemetry)
+	}
+	f = mustValidate(t, models+backend0+"telemetry: {interval: 1s}\n")
+	if f.Telemetry.Interval != time.Second || f.Telemetry.Timeout != time.Second || f.Telemetry.MaxAge() != 3*time.Second {
+		t.Errorf("interval 1s: %+v", f.Telemetry)
+	}
+	f = mustValidate(t, models+backend0+"telemetry: {interval: 10s, timeout: 500ms}\n")
+	if f.Telemetry.Interval != 10*time.Second || f.Telemetry.Timeout != 500*time.Millisecond {
+		t.Errorf("10s / 500ms: %+v", f.Telemetry)
+	}
+	for _, tc := range []struct{ section, want string }{
+		{"telemetry: {interval: -1s}\n", "telemetry.interval: must be positive, got -1s"},
+		{"telemetry: {timeout: -2s}\n", "telemetry.timeout: must be positive, got -2s"},
+		{"telemetry: {interval: 1s, timeout: 3s}\n", "telemetry.timeout: 3s is longer than the interval 1s"},
+	} {
+		_, err := parseValidate(t, models+backend0+tc.section)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: error %v, want %q", strings.TrimSpace(tc.section), err, tc.want)
+		}
+	}
+	for _, src := range []string{"telemetry: {interval: often}", "telemetry: {period: 5s}"} {
+		if _, err := fleet.Parse([]byte(models + backend0 + src + "\n")); err == nil {
+			t.Errorf("%s: parsed", src)
+		}
+	}
+}

@@ -7,9 +7,11 @@ import (
 	"io"
 	"net"
 	"os"
+	"strings"
 
 	"github.com/accelgate/accelgate/backends/catalog"
 	"github.com/accelgate/accelgate/backends/fleet"
+	"github.com/accelgate/accelgate/backends/nvmldisc"
 	"github.com/accelgate/accelgate/gateway"
 	"github.com/accelgate/accelgate/internal/cli"
 )
@@ -26,8 +28,20 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 	grpcAddr := fs.String("grpc-addr", envOr(getenv, "ACCELGATE_GRPC_ADDR", gateway.DefaultGRPCAddr), "KServe v2 gRPC listen address (env ACCELGATE_GRPC_ADDR)")
 	cfgPath := fs.String("config", getenv("ACCELGATE_CONFIG"), "fleet file (YAML); the embedded default fleet when empty (env ACCELGATE_CONFIG)")
 	maxBody := fs.Int("max-body-bytes", gateway.DefaultMaxBodyBytes, "largest accepted request body; larger ones get 413")
+	adminAddr := fs.String("admin-addr", envOr(getenv, "ACCELGATE_ADMIN_ADDR", defaultAdminAddr), "admin API listen address, apart from the public fronts; empty disables it (env ACCELGATE_ADMIN_ADDR)")
+	discover := fs.Bool("discover", false, "print the local GPUs and MIG devices (NVML) with their catalog profiles, then exit")
+	asJSON := fs.Bool("json", false, "with -discover: print JSON instead of a table")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *discover {
+		return runDiscover(out, *asJSON)
+	}
+	if *asJSON {
+		return fmt.Errorf("-json applies to -discover only")
+	}
+	if *adminAddr != "" && (*adminAddr == *addr || *adminAddr == *grpcAddr) && !strings.HasSuffix(*adminAddr, ":0") {
+		return fmt.Errorf("-admin-addr %s: the admin API must not share a public front's address", *adminAddr)
 	}
 	cat := catalog.Default()
 	var (
@@ -70,8 +84,32 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 		ln.Close()
 		return err
 	}
+	var aln net.Listener
+	if *adminAddr != "" {
+		if aln, err = net.Listen("tcp", *adminAddr); err != nil {
+			ln.Close()
+			gln.Close()
+			return err
+		}
+	}
+	// Device monitoring (device_uuid) and live telemetry (metrics_url); its
+	// Close, deferred after the dispatcher's, runs before it.
+	lv, err := startLive(f.Backends, f.Telemetry, srv.Dispatcher(), nil, nvmldisc.DiscoverLocal, os.Stderr)
+	if err != nil {
+		ln.Close()
+		gln.Close()
+		if aln != nil {
+			aln.Close()
+		}
+		return err
+	}
+	defer lv.Close()
 	gsrv := gateway.NewGRPCServer(srv.Dispatcher(), gateway.GRPCOptions{})
-	fmt.Fprintf(out, "accelgate listening on http=%s grpc=%s\n", ln.Addr(), gln.Addr())
+	adminWord := ""
+	if aln != nil {
+		adminWord = fmt.Sprintf(" admin=%s", aln.Addr())
+	}
+	fmt.Fprintf(out, "accelgate listening on http=%s grpc=%s%s\n", ln.Addr(), gln.Addr(), adminWord)
 	fleet.WriteTable(out, fl)
 	// KServe upstreams: compare their model metadata with the fleet file now
 	// and every 30 s (a backend that disagrees stays out of rotation).
@@ -79,7 +117,19 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 	defer stopChecks()
 	logf := func(format string, a ...any) { fmt.Fprintf(out, "accelgate: "+format+"\n", a...) }
 	go srv.Dispatcher().RunMetadataChecks(mctx, gateway.DefaultMetadataInterval, logf)
-	return cli.Serve(ctx, srv, ln, gsrv, gln)
+	if aln == nil {
+		return cli.Serve(ctx, srv, ln, gsrv, gln)
+	}
+	// The admin API has its own listener; it stops after the fronts, and
+	// when it fails the fronts stop too.
+	sctx, stopFronts := context.WithCancel(ctx)
+	defer stopFronts()
+	adm := serveAdmin(aln, adminHandler(srv.Dispatcher(), lv, nil), stopFronts)
+	err = cli.Serve(sctx, srv, ln, gsrv, gln)
+	if aerr := adm.Stop(); err == nil {
+		err = aerr
+	}
+	return err
 }
 
 func envOr(getenv func(string) string, key, def string) string {
