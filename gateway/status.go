@@ -20,11 +20,17 @@ type BackendStatus struct {
 	Transport string
 	Models    []string
 	// Available reports whether the backend may receive traffic now: it is
-	// neither ejected nor kept out by a metadata mismatch.
+	// not ejected, not failing its health checks and not kept out by a
+	// metadata mismatch.
 	Available bool
 	// Ejected reports that passive outlier detection took the backend out
-	// of rotation after failures and its ejection has not ended yet.
+	// of rotation after failures and its ejection has not ended yet. It is
+	// told only when neither Unhealthy nor MetadataMismatch holds (the
+	// router does not say why a backend is unavailable).
 	Ejected bool
+	// Unhealthy reports that the active health checks (HealthChecker) keep
+	// the backend out of rotation.
+	Unhealthy bool
 	// MetadataMismatch reports that CheckMetadata keeps the backend out of
 	// rotation: its model metadata differs from the fleet file.
 	MetadataMismatch bool
@@ -43,14 +49,17 @@ func (d *Dispatcher) Status() []BackendStatus {
 	d.mu.Lock()
 	for i := 0; i < d.r.Len(); i++ {
 		available := d.r.Available(i, now)
+		unhealthy := d.unhealthy != nil && d.unhealthy[i]
 		out[i] = BackendStatus{
 			Index:            i,
 			Available:        available,
+			Unhealthy:        unhealthy,
 			MetadataMismatch: d.mismatch[i],
-			// The router takes a backend out of rotation for two reasons:
-			// SetDown, which only CheckMetadata calls (mismatch), and an
-			// ejection.
-			Ejected: !available && !d.mismatch[i],
+			// The router takes a backend out of rotation when it is marked
+			// down (SetDown, whose only callers are the health checks and
+			// CheckMetadata) or ejected, and does not say which: an
+			// unavailable backend that neither keeps out is ejected.
+			Ejected: !available && !unhealthy && !d.mismatch[i],
 			Load:    d.r.Load(i),
 		}
 	}

@@ -15,7 +15,8 @@ import (
 )
 
 // TestStatus: Status reports the descriptor fields, the router's books, an
-// ejection (until it ends) and a metadata mismatch, each apart.
+// ejection (until it ends), failed health checks and a metadata mismatch,
+// each apart.
 func TestStatus(t *testing.T) {
 	clock := fakeclock.New(t0)
 	prof := testProfile("test-gpu", 3.6)
@@ -41,7 +42,7 @@ func TestStatus(t *testing.T) {
 	}
 	for i, s := range st {
 		if s.Index != i || s.Name != fmt.Sprint("b", i) || s.Hardware != "test-gpu" || s.Site != "dc-1" || s.Transport != "openai" ||
-			!slices.Equal(s.Models, bs[i].desc.Models) || !s.Available || s.Ejected || s.MetadataMismatch || s.Load != (router.Load{}) {
+			!slices.Equal(s.Models, bs[i].desc.Models) || !s.Available || s.Ejected || s.Unhealthy || s.MetadataMismatch || s.Load != (router.Load{}) {
 			t.Errorf("idle status[%d] = %+v", i, s)
 		}
 	}
@@ -86,12 +87,21 @@ func TestStatus(t *testing.T) {
 		t.Errorf("b1 after its ejection ended: %+v", s)
 	}
 
-	// A metadata mismatch is told apart from an ejection.
+	// Failed health checks and a metadata mismatch are told apart from an
+	// ejection.
+	d.setUnhealthy(0, true)
+	if s := d.Status()[0]; s.Available || s.Ejected || !s.Unhealthy || s.MetadataMismatch {
+		t.Errorf("b0 failing its health checks: %+v", s)
+	}
+	d.setUnhealthy(0, false)
+	if s := d.Status()[0]; !s.Available || s.Unhealthy {
+		t.Errorf("b0 healthy again: %+v", s)
+	}
 	d.mu.Lock()
 	d.mismatch[2] = true
 	d.r.SetDown(2, true)
 	d.mu.Unlock()
-	if s := d.Status()[2]; s.Available || s.Ejected || !s.MetadataMismatch {
+	if s := d.Status()[2]; s.Available || s.Ejected || s.Unhealthy || !s.MetadataMismatch {
 		t.Errorf("b2 kept out by metadata: %+v", s)
 	}
 }

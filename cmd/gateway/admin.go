@@ -183,10 +183,12 @@ type adminBackend struct {
 	Transport string   `json:"transport"`
 	Models    []string `json:"models"`
 	// Available: the router may place on it now; Ejected: passive outlier
-	// detection took it out after failures; MetadataMismatch: its model
-	// metadata differs from the fleet file.
+	// detection took it out after failures; Unhealthy: it fails its active
+	// health checks; MetadataMismatch: its model metadata differs from the
+	// fleet file (see gateway.BackendStatus).
 	Available        bool `json:"available"`
 	Ejected          bool `json:"ejected"`
+	Unhealthy        bool `json:"unhealthy"`
 	MetadataMismatch bool `json:"metadata_mismatch"`
 	// Load is the router's own books (what the gateway placed and has not
 	// seen finish).
@@ -249,7 +251,7 @@ func backendsJSON(d *gateway.Dispatcher, l *live) []adminBackend {
 		b := &out[i]
 		*b = adminBackend{
 			Name: s.Name, Hardware: s.Hardware, Site: s.Site, Transport: s.Transport, Models: s.Models,
-			Available: s.Available, Ejected: s.Ejected, MetadataMismatch: s.MetadataMismatch,
+			Available: s.Available, Ejected: s.Ejected, Unhealthy: s.Unhealthy, MetadataMismatch: s.MetadataMismatch,
 			Load: adminLoad{Seqs: s.Load.Seqs, PromptTokens: s.Load.PromptTokens, BatchWorkMs: ms(s.Load.BatchWork), InFlight: s.Load.InFlight},
 		}
 		if l == nil || i >= len(l.uuids) {

@@ -134,7 +134,7 @@ func TestAdminRoutes(t *testing.T) {
 	}
 	b0, b1 := bs[0], bs[1]
 	if b0.Name != "b0" || b0.Hardware != "h100-sxm-80gb" || b0.Site != "dc-east" || b0.Transport != fleet.TransportEmulated ||
-		!b0.Available || b0.Ejected || b0.MetadataMismatch || b0.Load != (adminLoad{}) ||
+		!b0.Available || b0.Ejected || b0.Unhealthy || b0.MetadataMismatch || b0.Load != (adminLoad{}) ||
 		b0.DeviceUUID != "GPU-11111111-2222-3333-4444-555555555555" || b0.Device != nil ||
 		!strings.HasPrefix(b0.DeviceError, "NVML unavailable: ") || b0.Telemetry != nil {
 		t.Errorf("b0 = %+v", b0)
@@ -143,7 +143,7 @@ func TestAdminRoutes(t *testing.T) {
 		t.Errorf("b1 = %+v", b1)
 	}
 	// The raw JSON uses the documented names.
-	for _, key := range []string{`"name"`, `"hardware"`, `"site"`, `"transport"`, `"available"`, `"ejected"`, `"load"`, `"seqs"`, `"in_flight"`, `"device_uuid"`, `"device_error"`} {
+	for _, key := range []string{`"name"`, `"hardware"`, `"site"`, `"transport"`, `"available"`, `"ejected"`, `"unhealthy"`, `"metadata_mismatch"`, `"load"`, `"seqs"`, `"in_flight"`, `"device_uuid"`, `"device_error"`} {
 		if !bytes.Contains(body, []byte(key)) {
 			t.Errorf("the JSON lacks %s:\n%s", key, body)
 		}

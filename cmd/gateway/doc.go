@@ -28,7 +28,8 @@
 //     each request (the JSON of -discover -json).
 //   - GET /admin/backends: a JSON list, one entry per fleet backend in router
 //     order: name, hardware, site, transport, models; available (the router
-//     may place on it now), ejected (out after failures), metadata_mismatch;
+//     may place on it now), ejected (out after failures), unhealthy (failing
+//     its active health checks), metadata_mismatch;
 //     load (the router's own books: seqs, prompt_tokens, batch_work_ms,
 //     in_flight); device_uuid and, when NVML lists that device, device (its
 //     live memory_used_bytes / memory_total_bytes, util_gpu_pct,
