@@ -2,6 +2,7 @@ package router
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"testing"
 	"time"
@@ -358,5 +359,32 @@ func TestErrorRateEjectionAndReadmission(t *testing.T) {
 	}
 	if s := share(now.Add(21 * time.Second)); s != 1 {
 		t.Fatalf("after the ramp the cheap backend gets %.2f of the traffic, want all", s)
+	}
+}
+
+// The candidate index: in a class larger than groupScanAll, Place still
+// finds the most loaded backend that meets the SLO (the cheapest under
+// continuous batching), honours exclude, and considers an affinity hit.
+func TestIndexLargeClass(t *testing.T) {
+	p := llmProfile("h", 2, 8, 64)
+	var ds []*backends.Descriptor
+	for i := 0; i < 20; i++ {
+		ds = append(ds, desc(fmt.Sprint("h", i), p, 0))
+	}
+	r := newRouter(t, Config{}, ds...)
+	if g := r.byModel["llm"].groups; len(g) != 1 || len(g[0]) != 20 {
+		t.Fatalf("groups %v", g)
+	}
+	req := chat(backends.Standard, 200*time.Millisecond, true)
+	first, _ := r.Place(t0, req, llmModel, -1)
+	// Packing: while it meets the SLO, the next request joins the busiest.
+	for k := 0; k < 5; k++ {
+		d, _ := r.Place(t0, req, llmModel, -1)
+		if d.Index != first.Index || !d.MeetsSLO {
+			t.Fatalf("request %d went to %d (meets %v), want the busy backend %d", k, d.Index, d.MeetsSLO, first.Index)
+		}
+	}
+	if d, _ := r.Place(t0, req, llmModel, first.Index); d.Index == first.Index {
+		t.Fatal("exclude ignored in a large class")
 	}
 }

@@ -36,7 +36,7 @@ type Decision struct {
 	MeetsSLO bool
 	raw      Prediction
 	model    int
-	probe    bool // predicted from the profile alone to probe a backend that lost its traffic
+	probe    bool             // predicted from the profile alone to probe a backend that lost its traffic
 	prefix   *backends.Prefix // the request's prompt prefixes, recorded for affinity on success
 	charged  Load
 }
@@ -63,7 +63,7 @@ type target struct {
 	load         Load
 	prefillFree  time.Time // when the prefill pipeline drains the prompts placed so far
 	failures     int
-	ejectedUntil time.Time
+	ejectedUntil int64  // ns since the epoch; 0 when never ejected
 	down         bool   // marked unhealthy from outside (health checks)
 	cells        []cell // learned state, by model id
 	ext          External
@@ -90,7 +90,11 @@ type External struct {
 type modelTargets struct {
 	id  int   // the model's index in every target's cells
 	idx []int // the backends serving it
-	rr  int
+	// groups partitions idx by hardware class: backends with the same
+	// profile, price, round trip and site, which the profile predicts
+	// alike (see considerGroup).
+	groups [][]int
+	rr     int
 }
 
 // Router is the placement core. It is not safe for concurrent use: the live
@@ -106,6 +110,7 @@ type Router struct {
 	pct     [backends.NumPriorities]int // Config.Quantiles in percent
 	aff     *affinity                   // prefix affinity; nil when disabled
 	cand    []int                       // baseline candidates (scratch)
+	scan    scan                        // Place's running choice (scratch)
 	scratch [ringN]float32
 }
 
@@ -140,6 +145,9 @@ func New(cfg Config, descs []*backends.Descriptor, pred Predictor) (*Router, err
 			}
 			mt.idx = append(mt.idx, i)
 		}
+	}
+	for _, mt := range r.byModel {
+		mt.groups = groupByClass(descs, mt.idx)
 	}
 	for i := range r.targets {
 		r.targets[i].cells = make([]cell, len(r.byModel))
@@ -178,46 +186,28 @@ func (r *Router) Place(now time.Time, req *backends.Request, m *backends.Model, 
 	default:
 		return r.baseline(now, req, m, mt, exclude)
 	}
-	best, fastest := -1, -1
-	var bestP, fastP, bestRaw, fastRaw Prediction
-	var minWait time.Duration = -1
-	for _, i := range mt.idx {
-		t := &r.targets[i]
-		if i == exclude || !r.admits(t, now) {
-			continue
-		}
-		raw, p := r.predict(now, i, req, m, mt.id)
-		if !p.Feasible() {
-			continue
-		}
-		if minWait < 0 || p.Wait < minWait {
-			minWait = p.Wait
-		}
-		if fastest < 0 || faster(p, fastP, req) || (latency(p, req) == latency(fastP, req) && t.load.InFlight < r.targets[fastest].load.InFlight) {
-			fastest, fastP, fastRaw = i, p, raw
-		}
-		if r.cfg.Policy == PolicyFastest || !meets(p, req) {
-			continue
-		}
-		if req.Site != "" {
-			// Data produced at a site is served there when the SLO allows:
-			// a backend at the site beats any other that meets it.
-			if at, bestAt := t.desc.Site == req.Site, best >= 0 && r.targets[best].desc.Site == req.Site; at != bestAt {
-				if at {
-					best, bestP, bestRaw = i, p, raw
+	sc := &r.scan
+	sc.reset()
+	for g := range mt.groups {
+		members := mt.groups[g]
+		if len(members) <= groupScanAll {
+			for _, i := range members {
+				if i != exclude && r.admits(&r.targets[i], now) {
+					r.consider(now, i, req, m, mt.id, sc)
 				}
-				continue
 			}
+			continue
 		}
-		if best < 0 || cheaper(p, bestP, req, t.load.InFlight, r.targets[best].load.InFlight, r.cfg.CostTolerance) {
-			best, bestP, bestRaw = i, p, raw
-		}
+		r.considerGroup(now, members, req, m, mt.id, exclude, sc)
 	}
+	best, fastest := sc.best, sc.fastest
+	bestP, fastP, bestRaw, fastRaw := sc.bestP, sc.fastP, sc.bestRaw, sc.fastRaw
+	minWait := sc.minWait
 	if fastest < 0 {
 		return Decision{}, backends.ErrNoBackend
 	}
 	if r.cfg.Policy == PolicyFastest {
-		return r.commit(now, fastest, fastRaw, fastP, req, mt.id, meets(fastP, req)), nil
+		return r.commit(now, fastest, fastRaw, fastP, req, mt.id, meets(&fastP, req)), nil
 	}
 	if best >= 0 {
 		return r.commit(now, best, bestRaw, bestP, req, mt.id, true), nil
@@ -232,16 +222,24 @@ func (r *Router) Place(now time.Time, req *backends.Request, m *backends.Model, 
 	return r.commit(now, fastest, fastRaw, fastP, req, mt.id, false), nil
 }
 
-// predict returns the profile's raw prediction for req on t and the same
-// corrected by the online model.
+// predict returns the profile's raw prediction for req on backend i and the
+// same corrected by the online model.
 func (r *Router) predict(now time.Time, i int, req *backends.Request, m *backends.Model, id int) (raw, p Prediction) {
+	r.predictInto(now, i, req, m, id, &raw, &p)
+	return raw, p
+}
+
+// predictInto is predict writing into raw and p (no copies of the
+// predictions on the hot path).
+func (r *Router) predictInto(now time.Time, i int, req *backends.Request, m *backends.Model, id int, raw, p *Prediction) {
 	t := &r.targets[i]
 	c := &t.cells[id]
 	l := t.loadAt(now)
 	l.BatchRows = c.rows
 	l.CachedTokens = r.cachedTokens(i)
-	raw = r.pred.Predict(req, m, t.desc, l)
-	return raw, r.correct(raw, c, req, r.probes(now, c))
+	*raw = r.pred.Predict(req, m, t.desc, l)
+	*p = *raw
+	r.correct(p, c, req, r.probes(now, c))
 }
 
 // cachedTokens returns the prompt tokens backend i likely holds in its
@@ -259,40 +257,38 @@ func (r *Router) probes(now time.Time, c *cell) bool {
 	return c.last != 0 && !c.probing && r.cfg.Forget > 0 && now.UnixNano()-c.last > int64(r.cfg.Forget)
 }
 
-// correct scales a raw prediction by the cell's learned factors: the mean
-// for the expected latencies and the busy time (hence the cost), the p95 for
-// the *95 latencies that are compared with SLOs.
-func (r *Router) correct(raw Prediction, c *cell, req *backends.Request, probe bool) Prediction {
-	if !raw.Feasible() {
-		return raw
+// correct scales a raw prediction, in place, by the cell's learned factors:
+// the mean for the expected latencies and the busy time (hence the cost),
+// the quantile for the *95 latencies that are compared with SLOs.
+func (r *Router) correct(p *Prediction, c *cell, req *backends.Request, probe bool) {
+	if !p.Feasible() {
+		return
 	}
-	p := raw
-	cf := r.cfg
+	minSamples, margin := r.cfg.MinSamples, r.cfg.Margin
 	if probe {
-		cf.MinSamples = math.MaxInt // the profile alone, as before any sample
+		minSamples = math.MaxInt // the profile alone, as before any sample
 	}
 	var busy float64
 	if req.Op == backends.OpChat || req.Op == backends.OpCompletion {
-		ft, ft95 := c.ttft.factors(req.Priority, cf.MinSamples, cf.Margin)
-		fp, fp95 := c.tpot.factors(req.Priority, cf.MinSamples, cf.Margin)
-		rest := raw.E2E - raw.TTFT
-		p.TTFT, p.TTFT95 = scale(raw.TTFT, ft), scale(raw.TTFT, ft95)
-		p.TPOT, p.TPOT95 = scale(raw.TPOT, fp), scale(raw.TPOT, fp95)
+		ft, ft95 := c.ttft.factors(req.Priority, minSamples, margin)
+		fp, fp95 := c.tpot.factors(req.Priority, minSamples, margin)
+		ttft, tpot, rest := p.TTFT, p.TPOT, p.E2E-p.TTFT
+		p.TTFT, p.TTFT95 = scale(ttft, ft), scale(ttft, ft95)
+		p.TPOT, p.TPOT95 = scale(tpot, fp), scale(tpot, fp95)
 		p.E2E, p.E2E95 = p.TTFT+scale(rest, fp), p.TTFT95+scale(rest, fp95)
 		busy = fp
 	} else {
 		// Vision and embeddings: the factor scales the round trip and
 		// service (what the batchers' predictor also scales); the queue
 		// ahead comes from the books.
-		fe, fe95 := c.e2e.factors(req.Priority, cf.MinSamples, cf.Margin)
-		svc := raw.E2E - raw.Wait
-		p.E2E, p.E2E95 = raw.Wait+scale(svc, fe), raw.Wait+scale(svc, fe95)
+		fe, fe95 := c.e2e.factors(req.Priority, minSamples, margin)
+		svc := p.E2E - p.Wait
+		p.E2E, p.E2E95 = p.Wait+scale(svc, fe), p.Wait+scale(svc, fe95)
 		p.TTFT, p.TTFT95 = p.E2E, p.E2E95
 		busy = fe
 	}
-	p.Busy = scale(raw.Busy, busy)
-	p.CostUSD = raw.CostUSD * busy
-	return p
+	p.Busy = scale(p.Busy, busy)
+	p.CostUSD *= busy
 }
 
 func scale(d time.Duration, f float64) time.Duration { return time.Duration(float64(d) * f) }
@@ -370,8 +366,8 @@ const errRateAlpha = 0.05
 func (r *Router) eject(t *target, now time.Time) {
 	t.failures = 0
 	t.errRate = 0
-	t.ejectedUntil = now.Add(r.cfg.EjectFor)
-	t.readmitFrom = t.ejectedUntil
+	t.ejectedUntil = now.Add(r.cfg.EjectFor).UnixNano()
+	t.readmitFrom = now.Add(r.cfg.EjectFor)
 }
 
 // learn records o in the decision's cell.
@@ -525,7 +521,7 @@ func (t *target) loadAt(now time.Time) Load {
 // available reports whether t is in rotation at now: not marked down, not
 // ejected.
 func (r *Router) available(t *target, now time.Time) bool {
-	return !t.down && !now.Before(t.ejectedUntil)
+	return !t.down && (t.ejectedUntil == 0 || now.UnixNano() >= t.ejectedUntil)
 }
 
 // admits reports whether t may receive this placement at now. After an
@@ -550,7 +546,7 @@ func (r *Router) admits(t *target, now time.Time) bool {
 
 // meets reports whether p's p95 latencies meet req's SLO (TTFT and TPOT for
 // streams, end to end otherwise).
-func meets(p Prediction, req *backends.Request) bool {
+func meets(p *Prediction, req *backends.Request) bool {
 	over := func(pred, target time.Duration) bool { return target > 0 && pred > target }
 	if req.Stream {
 		return !over(p.TTFT95, req.SLO.TTFT) && !over(p.TPOT95, req.SLO.TPOT)
@@ -560,19 +556,19 @@ func meets(p Prediction, req *backends.Request) bool {
 
 // latency is the figure "fastest" minimises: TTFT for streams (what the user
 // waits for), end to end otherwise.
-func latency(p Prediction, req *backends.Request) time.Duration {
+func latency(p *Prediction, req *backends.Request) time.Duration {
 	if req.Stream {
 		return p.TTFT + p.TPOT
 	}
 	return p.E2E
 }
 
-func faster(a, b Prediction, req *backends.Request) bool { return latency(a, req) < latency(b, req) }
+func faster(a, b *Prediction, req *backends.Request) bool { return latency(a, req) < latency(b, req) }
 
 // cheaper orders feasible candidates: lower cost, where costs within the
 // relative tolerance tol are a tie, then lower predicted latency, then
 // fewer requests in flight.
-func cheaper(a, b Prediction, req *backends.Request, aLoad, bLoad int, tol float64) bool {
+func cheaper(a, b *Prediction, req *backends.Request, aLoad, bLoad int, tol float64) bool {
 	if d := a.CostUSD - b.CostUSD; d < -tol*b.CostUSD {
 		return true
 	} else if d > tol*b.CostUSD {
