@@ -56,7 +56,7 @@ func (d *Dispatcher) CheckMetadata(ctx context.Context, logf func(format string,
 			d.r.SetDown(i, true)
 		case reached && wasDown:
 			d.mismatch[i] = false
-			d.r.SetDown(i, false)
+			d.r.SetDown(i, d.unhealthy != nil && d.unhealthy[i]) // still down if the health checks say so
 		}
 		d.mu.Unlock()
 		if len(problems) > 0 && !wasDown {

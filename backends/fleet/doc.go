@@ -1,16 +1,21 @@
 // Package fleet owns the fleet file: its schema, its parser and validator, the
 // embedded default fleet, and the construction of the backends it names.
 //
-// A fleet file has three top-level sections, which later features extend
-// rather than reshape:
+// A fleet file has these top-level sections:
 //
 //   - models: each served model once — its kind (llm, embedding, tensor), its
 //     default priority, SLO targets per priority, hard timeout and shape
-//     (context length, embedding dimension, number of classes);
+//     (context length, embedding dimension, number of classes), batching
+//     and response-cache settings;
 //   - backends: a list — name, hardware profile (from backends/catalog),
-//     transport (emulated, or an OpenAI-compatible upstream URL), models,
-//     optional price override, site and network round trip;
-//   - router: the placement policy and its parameters (router.Config).
+//     transport (emulated, or an OpenAI-compatible or KServe upstream URL),
+//     models and their upstream names, API key variable, optional price
+//     override, site, network round trip, replicas, metrics URL, device
+//     UUID and health-check overrides;
+//   - router: the placement policy and its parameters (router.Config);
+//   - health_check, retry, hedging: active health checks, the retry budget
+//     and hedging (see HealthCheck, Retry, Hedging);
+//   - telemetry: how often upstream metrics endpoints are scraped.
 //
 // Parse decodes strictly (an unknown field is an error) and Validate names the
 // offending field in every error, so a bad file fails at start with a message

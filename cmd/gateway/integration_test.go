@@ -53,7 +53,7 @@ func startGatewayWith(t *testing.T, fleetYAML string, extraArgs ...string) map[s
 	pr, pw := io.Pipe()
 	done := make(chan error, 1)
 	go func() {
-		args := append([]string{"-config", fleetFile, "-http-addr", "127.0.0.1:0", "-grpc-addr", "127.0.0.1:0"}, extraArgs...)
+		args := append([]string{"-config", fleetFile, "-http-addr", "127.0.0.1:0", "-grpc-addr", "127.0.0.1:0", "-admin-addr", "127.0.0.1:0"}, extraArgs...)
 		done <- run(ctx, args, func(string) string { return "" }, pw)
 		pw.Close()
 	}()
