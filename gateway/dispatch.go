@@ -41,6 +41,9 @@ type Dispatcher struct {
 	// unhealthy marks the backends the health checks keep out of rotation
 	// (health.go; nil until the first probe), under mu.
 	unhealthy []bool
+	// rcache is the models' response caches (SetResponseCache, cache.go);
+	// nil: none.
+	rcache *responseCache
 }
 
 // NewDispatcher builds the pipeline over a fleet's backends (in router order)

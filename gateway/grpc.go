@@ -274,6 +274,9 @@ func (f *grpcFront) ModelInfer(ctx context.Context, r *inference.ModelInferReque
 		}
 		return nil, grpcError(err)
 	}
+	if p := resp.GetParameters()[ParamCache]; p != nil {
+		grpc.SetHeader(ctx, metadata.Pairs(HeaderCache, p.GetStringParam())) // response cache (cache.go)
+	}
 	return resp, nil
 }
 
@@ -350,7 +353,7 @@ func (f *grpcFront) infer(ctx context.Context, r *inference.ModelInferRequest) (
 		return nil, err
 	}
 	cctx, cancel := context.WithDeadline(ctx, req.Deadline)
-	res, desc, err := f.d.Do(cctx, req, m)
+	res, desc, cached, err := f.d.doCached(cctx, req, m)
 	cancel()
 	if err != nil {
 		return nil, err
@@ -372,6 +375,9 @@ func (f *grpcFront) infer(ctx context.Context, r *inference.ModelInferRequest) (
 			ParamHardware: {ParameterChoice: &inference.InferParameter_StringParam{StringParam: hardware}},
 			ParamCost:     {ParameterChoice: &inference.InferParameter_DoubleParam{DoubleParam: sanitizeCost(res.CostUSD)}},
 		},
+	}
+	if cached != "" {
+		resp.Parameters[ParamCache] = &inference.InferParameter{ParameterChoice: &inference.InferParameter_StringParam{StringParam: cached}}
 	}
 	if err := appendOutputs(resp, SelectOutputs(req, res.Tensors), raw); err != nil {
 		return nil, err

@@ -105,6 +105,8 @@ func (s *Server) handleLLM(ctx *fasthttp.RequestCtx, op backends.Op) {
 }
 
 // runUnary runs a non-streaming request on the fleet under its hard deadline
+// (or answers it from the response cache, cache.go, with x-accelgate-cache:
+// hit and cost 0; a cacheable request that runs gets x-accelgate-cache: miss)
 // and sets the placement headers (wherever it was placed, even when it then
 // failed) and, when it succeeded, the cost header. When it failed, it writes
 // the error with writeErr, in the route's protocol ((*Server).writeError for
@@ -113,8 +115,11 @@ func (s *Server) handleLLM(ctx *fasthttp.RequestCtx, op backends.Op) {
 func (s *Server) runUnary(ctx *fasthttp.RequestCtx, req *backends.Request, m *backends.Model,
 	writeErr func(*Server, *fasthttp.RequestCtx, error)) (res *backends.Result, desc *backends.Descriptor, ok bool) {
 	cctx, cancel := context.WithDeadline(context.Background(), req.Deadline)
-	res, desc, err := s.d.Do(cctx, req, m)
+	res, desc, cached, err := s.d.doCached(cctx, req, m)
 	cancel()
+	if cached != "" {
+		ctx.Response.Header.Set(HeaderCache, cached)
+	}
 	if desc != nil {
 		setPlacementHeaders(ctx, desc)
 	}

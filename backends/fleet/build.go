@@ -32,6 +32,10 @@ type Fleet struct {
 	// section's batching, defaults filled; batcher.DefaultConfig() where it
 	// is absent), by model name.
 	Batching map[string]batcher.Config
+	// Cache holds the response cache settings (defaults filled) of the
+	// models whose cache section enables it, by model name; the other
+	// models have no entry (gateway.Dispatcher.SetResponseCache).
+	Cache map[string]ResponseCache
 	// HealthChecks holds every backend's effective health_check settings
 	// (the top-level section with the backend's overrides), in Backends
 	// order. Emulated backends are never probed.
@@ -70,6 +74,14 @@ func (f *File) Build(cat *catalog.Catalog, opts BuildOptions) (*Fleet, error) {
 		fl.Models[m.Name] = m
 		fl.ModelOrder = append(fl.ModelOrder, m)
 		fl.Batching[m.Name] = f.Models[i].BatchingConfig()
+		if c := f.Models[i].Cache; c != nil && c.Enabled {
+			if fl.Cache == nil {
+				fl.Cache = make(map[string]ResponseCache)
+			}
+			cc := *c
+			cc.SetDefaults()
+			fl.Cache[m.Name] = cc
+		}
 	}
 	for i := range f.Backends {
 		b := &f.Backends[i]

@@ -119,6 +119,9 @@ type ModelSpec struct {
 	// Validate applies SetDefaults and reports bad values by field, e.g.
 	// "models[2].batching.max_queue_delay_us: must not be negative".
 	Batching *batcher.Config `yaml:"batching"`
+	// Cache is the model's response cache (see ResponseCache). Absent: no
+	// cache.
+	Cache *ResponseCache `yaml:"cache"`
 }
 
 // BatchingConfig returns the model's effective batching settings: the
@@ -308,6 +311,12 @@ func (f *File) Validate(cat *catalog.Catalog) error {
 		if m.Batching != nil {
 			m.Batching.SetDefaults()
 			if err := m.Batching.Validate(at + ".batching"); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		if m.Cache != nil {
+			m.Cache.SetDefaults()
+			if err := m.Cache.Validate(at + ".cache"); err != nil {
 				errs = append(errs, err)
 			}
 		}
@@ -853,3 +862,55 @@ func (h *Hedging) Validate() error {
 
 // MaxSLO is MaxSLOMs as a duration.
 func (h *Hedging) MaxSLO() time.Duration { return ms(h.MaxSLOMs) }
+
+// Defaults and limits of a model's cache section.
+const (
+	DefaultCacheMaxEntries = 1024
+	DefaultCacheTTL        = 5 * time.Minute
+	maxCacheEntries        = 1 << 20
+)
+
+// ResponseCache is a model's cache section: an LRU cache of the gateway's
+// responses to deterministic requests (embeddings, KServe v2 tensor infer,
+// and chat and completions with an explicit temperature 0, n 1 and no
+// stream), keyed on a hash of the canonical request. A hit is answered at
+// once without placing the request, at cost 0. Off by default. See the
+// gateway package (cache.go) for what is cacheable and how keys are formed.
+//
+//	cache:
+//	  enabled: false     # default false
+//	  max_entries: 1024  # responses kept, least recently used evicted first (default 1024)
+//	  ttl: 5m            # an entry expires this long after it was stored (default 5m)
+type ResponseCache struct {
+	// Enabled turns the cache on. Default false.
+	Enabled bool `yaml:"enabled"`
+	// MaxEntries bounds the responses kept for the model (an entry's size
+	// is not counted: large embeddings batches take as much memory as
+	// their vectors). Default 1024, at most 1048576.
+	MaxEntries int `yaml:"max_entries"`
+	// TTL is how long an entry is served after it was stored. Default 5m.
+	TTL time.Duration `yaml:"ttl"`
+}
+
+// SetDefaults fills the unset fields with their documented defaults.
+func (c *ResponseCache) SetDefaults() {
+	if c.MaxEntries == 0 {
+		c.MaxEntries = DefaultCacheMaxEntries
+	}
+	if c.TTL == 0 {
+		c.TTL = DefaultCacheTTL
+	}
+}
+
+// Validate reports the invalid fields, each named under at (e.g.
+// "models[2].cache"). Call SetDefaults first.
+func (c *ResponseCache) Validate(at string) error {
+	var errs []error
+	if c.MaxEntries < 1 || c.MaxEntries > maxCacheEntries {
+		errs = append(errs, fmt.Errorf("%s.max_entries: must be between 1 and %d, got %d", at, maxCacheEntries, c.MaxEntries))
+	}
+	if c.TTL <= 0 {
+		errs = append(errs, fmt.Errorf("%s.ttl: must be positive, got %v", at, c.TTL))
+	}
+	return errors.Join(errs...)
+}

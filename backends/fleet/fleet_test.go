@@ -1299,3 +1299,70 @@ func TestTelemetrySection(t *testing.T) {
 		}
 	}
 }
+
+// TestResponseCacheSection: a model's cache section, its defaults, what
+// Build carries (only enabled caches) and the default fleet (none).
+func TestResponseCacheSection(t *testing.T) {
+	src := strings.Replace(models, "    dimension: 768\n", "    dimension: 768\n    cache: {enabled: true}\n", 1)
+	src = strings.Replace(src, "    kind: llm\n", "    kind: llm\n    cache: {enabled: false, max_entries: 10}\n", 1)
+	src = strings.Replace(src, "    outputs: [{name: output, datatype: FP32, shape: [-1, 1000]}]\n",
+		"    outputs: [{name: output, datatype: FP32, shape: [-1, 1000]}]\n    cache:\n      enabled: true\n      max_entries: 64\n      ttl: 30s\n", 1)
+	f := mustValidate(t, src+backend0)
+	if c := f.Models[1].Cache; c == nil || !c.Enabled || c.MaxEntries != fleet.DefaultCacheMaxEntries || c.TTL != fleet.DefaultCacheTTL {
+		t.Errorf("emb cache %+v, want the defaults 1024 and 5m", c)
+	}
+	fl, err := f.Build(catalog.Default(), fleet.BuildOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fl.Close()
+	want := map[string]fleet.ResponseCache{
+		"emb": {Enabled: true, MaxEntries: 1024, TTL: 5 * time.Minute},
+		"vis": {Enabled: true, MaxEntries: 64, TTL: 30 * time.Second},
+	}
+	if !reflect.DeepEqual(fl.Cache, want) {
+		t.Errorf("built caches %+v, want %+v", fl.Cache, want)
+	}
+	def, err := fleet.Default(catalog.Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dfl, err := def.Build(catalog.Default(), fleet.BuildOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dfl.Close()
+	if len(dfl.Cache) != 0 {
+		t.Errorf("the default fleet caches %v", dfl.Cache)
+	}
+}
+
+// TestResponseCacheBadValuesNameTheField: bad cache values are reported
+// under their field path; unknown keys and malformed durations are parse
+// errors.
+func TestResponseCacheBadValuesNameTheField(t *testing.T) {
+	withCache := func(c string) string {
+		return strings.Replace(models, "    outputs: [{name: output, datatype: FP32, shape: [-1, 1000]}]\n",
+			"    outputs: [{name: output, datatype: FP32, shape: [-1, 1000]}]\n    cache: "+c+"\n", 1) + backend0
+	}
+	for _, tc := range []struct{ cache, want string }{
+		{"{enabled: true, max_entries: -1}", "models[2].cache.max_entries: must be between 1 and 1048576, got -1"},
+		{"{max_entries: 2000000}", "models[2].cache.max_entries"},
+		{"{enabled: true, ttl: -1s}", "models[2].cache.ttl: must be positive, got -1s"},
+	} {
+		_, err := parseValidate(t, withCache(tc.cache))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("cache %s: error %v, want %q", tc.cache, err, tc.want)
+		}
+	}
+	for _, tc := range []struct{ cache, want string }{
+		{"{size: 5}", "size"},
+		{"{ttl: soon}", "soon"},
+		{"{enabled: sometimes}", "sometimes"},
+	} {
+		_, err := fleet.Parse([]byte(withCache(tc.cache)))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("cache %s: parse error %v, want one naming %q", tc.cache, err, tc.want)
+		}
+	}
+}

@@ -72,6 +72,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 	// checks stop before the batchers and the backends close.
 	srv.Dispatcher().SetRetry(fl.Retry)
 	srv.Dispatcher().SetHedging(fl.Hedging)
+	if err := srv.Dispatcher().SetResponseCache(fl.Cache); err != nil { // models[].cache
+		return err
+	}
 	health := gateway.NewHealthChecker(srv.Dispatcher(), fl.HealthChecks, nil, func(format string, a ...any) { fmt.Fprintf(out, "accelgate: "+format+"\n", a...) })
 	health.Start()
 	defer health.Close()
