@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/accelgate/accelgate/backends"
@@ -36,8 +37,14 @@ type Dispatcher struct {
 	mismatch []bool                    // backends kept out of rotation by CheckMetadata
 	batchers []*batcher.Batcher        // one per backend, in router order
 	bcfg     map[string]batcher.Config // effective batching settings, by model
-	retry    *RetryBudget              // retries and hedges draw from it (SetRetry); nil: no budget
-	hedging  hedgePolicy               // which requests are hedged (SetHedging, hedge.go)
+
+	// Generations (reload.go): placements made and not yet ended, and
+	// the channel Drain waits on.
+	outstanding atomic.Int64
+	drainMu     sync.Mutex
+	drained     chan struct{}
+	retry       *RetryBudget // retries and hedges draw from it (SetRetry); nil: no budget
+	hedging     hedgePolicy  // which requests are hedged (SetHedging, hedge.go)
 	// unhealthy marks the backends the health checks keep out of rotation
 	// (health.go; nil until the first probe), under mu.
 	unhealthy []bool
@@ -127,9 +134,10 @@ func (d *Dispatcher) ModelReady(name string) bool {
 type Placement struct {
 	dec     router.Decision
 	b       backends.Backend
-	at      time.Time // when it was placed
-	first   time.Time // when the first output reached the front (streams), zero before
-	release func()    // set once the request holds admission slots (PlaceAdmitted)
+	at      time.Time   // when it was placed
+	first   time.Time   // when the first output reached the front (streams), zero before
+	release func()      // set once the request holds admission slots (PlaceAdmitted)
+	d       *Dispatcher // the generation that made it (reload.go)
 }
 
 // FirstOutput records when the placed request's first output (a streamed
@@ -156,11 +164,16 @@ func (d *Dispatcher) Place(req *backends.Request, m *backends.Model, exclude int
 	if err != nil {
 		return Placement{}, err
 	}
-	return Placement{dec: dec, b: d.backends[dec.Index], at: now}, nil
+	d.placed()
+	return Placement{dec: dec, b: d.backends[dec.Index], at: now, d: d}, nil
 }
 
 // Cancel releases a placement that will not run.
 func (d *Dispatcher) Cancel(p *Placement) {
+	if p.d != nil && p.d != d {
+		p.d.Cancel(p) // placed by another generation (reload.go)
+		return
+	}
 	if p.release != nil {
 		p.release()
 		p.release = nil
@@ -172,6 +185,7 @@ func (d *Dispatcher) Cancel(p *Placement) {
 // succeeded, the latencies the gateway saw (placement to end, to the first
 // streamed token, per output token after it) and the batch it ran in.
 func (d *Dispatcher) done(p *Placement, res *backends.Result, err error) (ejected bool) {
+	defer d.ended()
 	now := d.clock.Now()
 	o := router.Outcome{Err: err, E2E: now.Sub(p.at)}
 	if err == nil && res != nil {
@@ -200,6 +214,12 @@ func (d *Dispatcher) done(p *Placement, res *backends.Result, err error) (ejecte
 // Run executes a placed request through the backend's batcher and reports its
 // outcome to the router. ctx carries the hard timeout.
 func (d *Dispatcher) Run(ctx context.Context, p *Placement, req *backends.Request, m *backends.Model, stream backends.StreamFunc) (*backends.Result, error) {
+	if p.d != nil && p.d != d {
+		return p.d.Run(ctx, p, req, m, stream) // placed by another generation (reload.go)
+	}
+	if m2, err := d.resolve(m); err == nil {
+		m = m2
+	}
 	if stream != nil {
 		inner := stream
 		stream = func(c backends.Chunk) error {

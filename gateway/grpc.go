@@ -71,6 +71,10 @@ type GRPCOptions struct {
 	Clock backends.Clock
 	// ServerOptions are appended to the front's own grpc.ServerOptions.
 	ServerOptions []grpc.ServerOption
+	// Ref, when set, is where the front reads its dispatcher (the HTTP
+	// Server's DispatcherRef), so that it follows fleet reloads; the
+	// dispatcher argument of NewGRPCServer is then ignored.
+	Ref *DispatcherRef
 }
 
 func (o *GRPCOptions) setDefaults() {
@@ -115,10 +119,14 @@ func NewGRPCServer(d *Dispatcher, opts GRPCOptions) *grpc.Server {
 		grpc.InitialConnWindowSize(grpcWindow),
 	}, opts.ServerOptions...)
 	s := grpc.NewServer(sopts...)
-	f := &grpcFront{d: d, opts: opts, clock: opts.Clock}
+	ref := opts.Ref
+	if ref == nil {
+		ref = NewDispatcherRef(d)
+	}
+	f := &grpcFront{ref: ref, opts: opts, clock: opts.Clock}
 	f.idPfx = "grpc-" + strconv.FormatInt(f.clock.Now().UnixNano()&0xffffffff, 36) + "-"
 	inference.RegisterGRPCInferenceServiceServer(s, f)
-	healthgrpc.RegisterHealthServer(s, newReadyHealth(d))
+	healthgrpc.RegisterHealthServer(s, newReadyHealth(ref))
 	reflection.Register(s)
 	return s
 }
@@ -145,12 +153,12 @@ func StopGRPC(s *grpc.Server, timeout time.Duration) {
 
 // Dispatcher returns the dispatcher the HTTP front runs on, so that the gRPC
 // front can share it (one router, one set of books).
-func (s *Server) Dispatcher() *Dispatcher { return s.d }
+func (s *Server) Dispatcher() *Dispatcher { return s.ref.Load() }
 
 // grpcFront implements inference.GRPCInferenceServiceServer over a Dispatcher.
 type grpcFront struct {
 	inference.UnimplementedGRPCInferenceServiceServer
-	d     *Dispatcher
+	ref   *DispatcherRef
 	opts  GRPCOptions
 	clock backends.Clock
 	ids   atomic.Uint64
@@ -172,14 +180,14 @@ func (f *grpcFront) ServerLive(context.Context, *inference.ServerLiveRequest) (*
 
 // ServerReady reports whether a backend may receive traffic.
 func (f *grpcFront) ServerReady(context.Context, *inference.ServerReadyRequest) (*inference.ServerReadyResponse, error) {
-	return &inference.ServerReadyResponse{Ready: f.d.Ready()}, nil
+	return &inference.ServerReadyResponse{Ready: f.ref.Load().Ready()}, nil
 }
 
 // model resolves a tensor model and version for the metadata RPCs:
 // NotFound for an unknown model or version, InvalidArgument for a model that
 // is not a tensor model (LLMs and embeddings are served by the OpenAI API).
 func (f *grpcFront) model(name, version string) (*backends.Model, error) {
-	m, err := f.d.Model(name)
+	m, err := f.ref.Load().Model(name)
 	if err != nil {
 		return nil, grpcError(err)
 	}
@@ -205,7 +213,7 @@ func (f *grpcFront) ModelReady(_ context.Context, r *inference.ModelReadyRequest
 	if _, err := f.model(r.GetName(), r.GetVersion()); err != nil {
 		return nil, err
 	}
-	return &inference.ModelReadyResponse{Ready: f.d.ModelReady(r.GetName())}, nil
+	return &inference.ModelReadyResponse{Ready: f.ref.Load().ModelReady(r.GetName())}, nil
 }
 
 // ServerMetadata reports the server's name, version and extensions.
@@ -241,12 +249,12 @@ func tensorMetadata(specs []backends.TensorSpec) []*inference.ModelMetadataRespo
 // UNAVAILABLE with the reason.
 func (f *grpcFront) RepositoryIndex(_ context.Context, r *inference.RepositoryIndexRequest) (*inference.RepositoryIndexResponse, error) {
 	resp := &inference.RepositoryIndexResponse{}
-	for _, m := range f.d.SortedModels() {
+	for _, m := range f.ref.Load().SortedModels() {
 		if m.Kind != backends.ModelTensor {
 			continue
 		}
 		n := m.Name
-		ready := f.d.ModelReady(n)
+		ready := f.ref.Load().ModelReady(n)
 		if r.GetReady() && !ready {
 			continue
 		}
@@ -309,7 +317,7 @@ func (f *grpcFront) ModelStreamInfer(stream grpc.BidiStreamingServer[inference.M
 // infer decodes, schedules and runs one request; errors are unclassified.
 func (f *grpcFront) infer(ctx context.Context, r *inference.ModelInferRequest) (*inference.ModelInferResponse, error) {
 	now := f.clock.Now()
-	m, err := f.d.Model(r.GetModelName())
+	m, err := f.ref.Load().Model(r.GetModelName())
 	if err != nil {
 		return nil, err
 	}
@@ -353,7 +361,7 @@ func (f *grpcFront) infer(ctx context.Context, r *inference.ModelInferRequest) (
 		return nil, err
 	}
 	cctx, cancel := context.WithDeadline(ctx, req.Deadline)
-	res, desc, cached, err := f.d.doCached(cctx, req, m)
+	res, desc, cached, err := f.ref.Load().doCached(cctx, req, m)
 	cancel()
 	if err != nil {
 		return nil, err
@@ -493,11 +501,11 @@ func intParam(name string, v *inference.InferParameter) (int64, error) {
 // second while a Watch is open.
 type readyHealth struct {
 	*health.Server
-	d *Dispatcher
+	ref *DispatcherRef
 }
 
-func newReadyHealth(d *Dispatcher) *readyHealth {
-	h := &readyHealth{Server: health.NewServer(), d: d}
+func newReadyHealth(ref *DispatcherRef) *readyHealth {
+	h := &readyHealth{Server: health.NewServer(), ref: ref}
 	h.refresh()
 	return h
 }
@@ -507,7 +515,7 @@ const watchRefresh = time.Second
 
 func (h *readyHealth) refresh() {
 	st := healthpb.HealthCheckResponse_NOT_SERVING
-	if h.d.Ready() {
+	if h.ref.Load().Ready() {
 		st = healthpb.HealthCheckResponse_SERVING
 	}
 	h.SetServingStatus("", st)

@@ -93,7 +93,7 @@ func BenchmarkGRPCResnetLoopback(b *testing.B) {
 // checks, scheduling, router, backend and response building, without
 // protobuf encoding or transport.
 func BenchmarkGRPCResnetHandler(b *testing.B) {
-	f := &grpcFront{d: benchDispatcher(b), clock: backends.RealClock}
+	f := &grpcFront{ref: NewDispatcherRef(benchDispatcher(b)), clock: backends.RealClock}
 	f.opts.setDefaults()
 	req := resnetRaw(1, "bench")
 	ctx := context.Background()

@@ -44,7 +44,7 @@ func (s *Server) handleKServe(ctx *fasthttp.RequestCtx) {
 	case "/health/ready":
 		if s.allowKServe(ctx, method, fasthttp.MethodGet) {
 			ctx.SetContentType("application/json")
-			if s.d.Ready() {
+			if s.ref.Load().Ready() {
 				ctx.SetBodyString(`{"ready":true}`)
 			} else {
 				ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
@@ -150,7 +150,7 @@ func (s *Server) handleKServeServerMetadata(ctx *fasthttp.RequestCtx) {
 // tensorModel resolves a model for the KServe routes: 404 for an unknown
 // model or version, 400 for a model that is not a tensor model.
 func (s *Server) tensorModel(name, version string) (*backends.Model, error) {
-	m, err := s.d.Model(name)
+	m, err := s.ref.Load().Model(name)
 	if err != nil {
 		return nil, err
 	}
@@ -219,7 +219,7 @@ func (s *Server) handleKServeModelReady(ctx *fasthttp.RequestCtx, name, version 
 		s.writeKServeError(ctx, err)
 		return
 	}
-	ready := s.d.ModelReady(m.Name)
+	ready := s.ref.Load().ModelReady(m.Name)
 	b := getBuf()
 	*b = append(*b, `{"name":`...)
 	*b = jsonw.AppendString(*b, m.Name)
@@ -249,12 +249,12 @@ func (s *Server) handleKServeRepositoryIndex(ctx *fasthttp.RequestCtx) {
 	b := getBuf()
 	*b = append(*b, '[')
 	n := 0
-	for _, m := range s.d.SortedModels() {
+	for _, m := range s.ref.Load().SortedModels() {
 		if m.Kind != backends.ModelTensor {
 			continue
 		}
 		name := m.Name
-		ready := s.d.ModelReady(name)
+		ready := s.ref.Load().ModelReady(name)
 		if onlyReady && !ready {
 			continue
 		}

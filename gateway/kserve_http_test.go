@@ -213,7 +213,7 @@ func TestKServeInferJSON(t *testing.T) {
 	}
 	// The request reached the backend in canonical form, with its version,
 	// rows, client id and the model's default scheduling.
-	req := e.srv.d.Backends()[0].(*ksFake).lastReq
+	req := e.srv.Dispatcher().Backends()[0].(*ksFake).lastReq
 	if req.Op != backends.OpTensor || req.Model != "vision" || req.Rows != 2 || req.ClientID != "req-7" || req.Priority != backends.Standard ||
 		req.SLO.E2E != 100*time.Millisecond || req.Deadline.Sub(req.Arrival) != time.Minute || len(req.Tensors[0].Data) != 24 {
 		t.Fatalf("request %+v", req)
@@ -324,7 +324,7 @@ func TestKServeEveryDatatype(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sent := e.srv.d.Backends()[0].(*ksFake).lastReq.Tensors
+	sent := e.srv.Dispatcher().Backends()[0].(*ksFake).lastReq.Tensors
 	ins = sent
 	if len(dec.Outputs) != len(ksEchoTypes) {
 		t.Fatalf("%d outputs", len(dec.Outputs))
@@ -383,7 +383,7 @@ func TestKServeInferErrors(t *testing.T) {
 		ksWantError(t, e.do(t, "POST", c.path, c.body), c.status, c.want)
 	}
 	ksWantError(t, e.do(t, "POST", "/v2/models/vision/infer", in("FP32", "[1,3]", "[1,2,3]"), HeaderPriority, "urgent"), 400, "x-accelgate-priority")
-	if n := e.srv.d.Backends()[0].(*ksFake).calls; n != 0 {
+	if n := e.srv.Dispatcher().Backends()[0].(*ksFake).calls; n != 0 {
 		t.Fatalf("the backend was called %d times for bad requests", n)
 	}
 }
@@ -394,7 +394,7 @@ func TestKServeScheduling(t *testing.T) {
 	if r := e.do(t, "POST", "/v2/models/vision/infer", body); r.StatusCode() != 200 {
 		t.Fatalf("%d %s", r.StatusCode(), r.Body())
 	}
-	req := e.srv.d.Backends()[0].(*ksFake).lastReq
+	req := e.srv.Dispatcher().Backends()[0].(*ksFake).lastReq
 	if req.Priority != backends.Critical || req.SLO.E2E != 50*time.Millisecond || req.Deadline.Sub(req.Arrival) != 2*time.Second {
 		t.Fatalf("parameters not applied: %v %v %v", req.Priority, req.SLO, req.Deadline.Sub(req.Arrival))
 	}
@@ -402,12 +402,12 @@ func TestKServeScheduling(t *testing.T) {
 	if r := e.do(t, "POST", "/v2/models/vision/infer", body, HeaderPriority, "critical", HeaderTimeout, "1500"); r.StatusCode() != 200 {
 		t.Fatalf("%d %s", r.StatusCode(), r.Body())
 	}
-	req = e.srv.d.Backends()[0].(*ksFake).lastReq
+	req = e.srv.Dispatcher().Backends()[0].(*ksFake).lastReq
 	if req.Priority != backends.Critical || req.SLO.E2E != 77*time.Millisecond || req.Deadline.Sub(req.Arrival) != 1500*time.Millisecond {
 		t.Fatalf("headers not applied: %v %v %v", req.Priority, req.SLO, req.Deadline.Sub(req.Arrival))
 	}
 	// The backend's context carries the hard deadline.
-	f := e.srv.d.Backends()[0].(*ksFake)
+	f := e.srv.Dispatcher().Backends()[0].(*ksFake)
 	if dl, ok := f.lastCtx.Deadline(); !ok || !dl.Equal(req.Deadline) {
 		t.Fatalf("context deadline %v, want %v", dl, req.Deadline)
 	}

@@ -35,7 +35,7 @@ func (s *Server) newID(prefix string) string {
 
 // modelFor resolves the model and checks it serves op.
 func (s *Server) modelFor(req *backends.Request) (*backends.Model, error) {
-	m, err := s.d.Model(req.Model)
+	m, err := s.ref.Load().Model(req.Model)
 	if err != nil {
 		return nil, &backends.ParamError{Param: "model", Err: err}
 	}
@@ -89,7 +89,7 @@ func (s *Server) handleLLM(ctx *fasthttp.RequestCtx, op backends.Op) {
 	// Admission happens before the headers, so that a full queue or a
 	// timeout while waiting is still an HTTP error, not an error event.
 	actx, cancel := context.WithDeadline(context.Background(), req.Deadline)
-	p, err := s.d.PlaceAdmitted(actx, req, m)
+	p, err := s.ref.Load().PlaceAdmitted(actx, req, m)
 	cancel()
 	if err != nil {
 		s.writeError(ctx, err)
@@ -115,7 +115,7 @@ func (s *Server) handleLLM(ctx *fasthttp.RequestCtx, op backends.Op) {
 func (s *Server) runUnary(ctx *fasthttp.RequestCtx, req *backends.Request, m *backends.Model,
 	writeErr func(*Server, *fasthttp.RequestCtx, error)) (res *backends.Result, desc *backends.Descriptor, ok bool) {
 	cctx, cancel := context.WithDeadline(context.Background(), req.Deadline)
-	res, desc, cached, err := s.d.doCached(cctx, req, m)
+	res, desc, cached, err := s.ref.Load().doCached(cctx, req, m)
 	cancel()
 	if cached != "" {
 		ctx.Response.Header.Set(HeaderCache, cached)
@@ -250,7 +250,7 @@ func appendEmbeddingResponse(b []byte, model string, res *backends.Result, b64 b
 func (s *Server) handleModels(ctx *fasthttp.RequestCtx) {
 	b := getBuf()
 	*b = append(*b, `{"object":"list","data":[`...)
-	for i, m := range s.d.SortedModels() {
+	for i, m := range s.ref.Load().SortedModels() {
 		if i > 0 {
 			*b = append(*b, ',')
 		}
@@ -263,7 +263,7 @@ func (s *Server) handleModels(ctx *fasthttp.RequestCtx) {
 }
 
 func (s *Server) handleModel(ctx *fasthttp.RequestCtx, name string) {
-	m, err := s.d.Model(name)
+	m, err := s.ref.Load().Model(name)
 	if err != nil {
 		s.writeError(ctx, &backends.ParamError{Param: "model", Err: err})
 		return

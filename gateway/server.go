@@ -59,7 +59,7 @@ func (c *Config) setDefaults() {
 // result or the error in the client's protocol.
 type Server struct {
 	cfg   Config
-	d     *Dispatcher
+	ref   *DispatcherRef // the current generation (reload.go)
 	clock backends.Clock
 	srv   *fasthttp.Server
 	ids   atomic.Uint64
@@ -74,7 +74,7 @@ func NewServer(cfg Config, d *Dispatcher, clock backends.Clock) *Server {
 	if clock == nil {
 		clock = backends.RealClock
 	}
-	s := &Server{cfg: cfg, d: d, clock: clock}
+	s := &Server{cfg: cfg, ref: NewDispatcherRef(d), clock: clock}
 	s.idPfx = strconv.FormatInt(clock.Now().UnixNano()&0xffffffff, 36)
 	s.srv = &fasthttp.Server{
 		Handler:                       s.Handle,
@@ -137,7 +137,7 @@ func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
 	case "/readyz":
 		if s.allow(ctx, method, fasthttp.MethodGet) {
 			ctx.SetContentType("application/json")
-			if s.d.Ready() {
+			if s.ref.Load().Ready() {
 				ctx.SetBodyString(`{"status":"ready"}`)
 			} else {
 				ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)

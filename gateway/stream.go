@@ -174,7 +174,7 @@ func (s *Server) runStream(w *bufio.Writer, p *Placement, req *backends.Request,
 	ctx, cancel := context.WithDeadline(context.Background(), req.Deadline)
 	defer cancel()
 	sw := &sseWriter{w: w, req: req, created: created}
-	res, err := s.d.Run(ctx, p, req, m, sw.onChunk)
+	res, err := p.d.Run(ctx, p, req, m, sw.onChunk) // the generation that placed it
 	if sw.err != nil {
 		return // the client went away; the backend has been told to stop
 	}

@@ -133,6 +133,15 @@ func (l *live) Close() {
 // HEAD is answered like GET without a body; other methods get 405 with an
 // Allow header. Any other path is 404.
 func adminHandler(d *gateway.Dispatcher, l *live, inventory http.Handler) http.Handler {
+	return adminHandlerFunc(func() (*gateway.Dispatcher, *live) { return d, l }, inventory, nil)
+}
+
+// adminHandlerFunc is adminHandler over the current generation (cur is
+// called per request, so the API follows reloads), plus, when rl is not
+// nil, POST /admin/reload: reload the fleet file now (200 with
+// {"reloaded": true|false} — false when the file did not change; 422 with
+// {"error"} when it does not load or validate, and the running fleet stays).
+func adminHandlerFunc(cur func() (*gateway.Dispatcher, *live), inventory http.Handler, rl *reloader) http.Handler {
 	if inventory == nil {
 		inventory = nvmldisc.Handler()
 	}
@@ -142,8 +151,24 @@ func adminHandler(d *gateway.Dispatcher, l *live, inventory http.Handler) http.H
 		if !allowGet(w, r) {
 			return
 		}
+		d, l := cur()
 		writeJSON(w, r, http.StatusOK, backendsJSON(d, l))
 	})
+	if rl != nil {
+		mux.HandleFunc("/admin/reload", func(w http.ResponseWriter, r *http.Request) {
+			if r.Method != http.MethodPost {
+				w.Header().Set("Allow", "POST")
+				writeJSON(w, r, http.StatusMethodNotAllowed, map[string]string{"error": "method " + r.Method + " not allowed; use POST"})
+				return
+			}
+			ok, err := rl.reload(false)
+			if err != nil {
+				writeJSON(w, r, http.StatusUnprocessableEntity, map[string]string{"error": err.Error()})
+				return
+			}
+			writeJSON(w, r, http.StatusOK, map[string]bool{"reloaded": ok})
+		})
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, r, http.StatusNotFound, map[string]string{
 			"error": "no admin route " + r.URL.Path + "; try GET /admin/inventory or GET /admin/backends"})

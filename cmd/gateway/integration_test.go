@@ -49,6 +49,12 @@ func startGatewayWith(t *testing.T, fleetYAML string, extraArgs ...string) map[s
 	if err := os.WriteFile(fleetFile, []byte(fleetYAML), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	return startGatewayAt(t, fleetFile, extraArgs...)
+}
+
+// startGatewayAt is startGatewayWith on a fleet file that already exists.
+func startGatewayAt(t *testing.T, fleetFile string, extraArgs ...string) map[string]string {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
 	done := make(chan error, 1)

@@ -8,10 +8,10 @@ import (
 	"net"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/accelgate/accelgate/backends/catalog"
 	"github.com/accelgate/accelgate/backends/fleet"
-	"github.com/accelgate/accelgate/backends/nvmldisc"
 	"github.com/accelgate/accelgate/gateway"
 	"github.com/accelgate/accelgate/internal/cli"
 )
@@ -29,6 +29,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 	cfgPath := fs.String("config", getenv("ACCELGATE_CONFIG"), "fleet file (YAML); the embedded default fleet when empty (env ACCELGATE_CONFIG)")
 	maxBody := fs.Int("max-body-bytes", gateway.DefaultMaxBodyBytes, "largest accepted request body; larger ones get 413")
 	adminAddr := fs.String("admin-addr", envOr(getenv, "ACCELGATE_ADMIN_ADDR", defaultAdminAddr), "admin API listen address, apart from the public fronts; empty disables it (env ACCELGATE_ADMIN_ADDR)")
+	reloadEvery := fs.Duration("reload-interval", 5*time.Second, "how often the fleet file is checked for changes (reloaded without downtime when its content changed); 0 disables the check (SIGHUP still reloads)")
 	discover := fs.Bool("discover", false, "print the local GPUs and MIG devices (NVML) with their catalog profiles, then exit")
 	asJSON := fs.Bool("json", false, "with -discover: print JSON instead of a table")
 	if err := fs.Parse(args); err != nil {
@@ -44,40 +45,28 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 		return fmt.Errorf("-admin-addr %s: the admin API must not share a public front's address", *adminAddr)
 	}
 	cat := catalog.Default()
-	var (
-		f   *fleet.File
-		err error
-	)
-	if *cfgPath == "" {
-		f, err = fleet.Default(cat)
-	} else {
-		f, err = fleet.Load(*cfgPath, cat)
-	}
+	rl := &reloader{ctx: ctx, path: *cfgPath, cat: cat, getenv: getenv, out: out}
+	f, sum, err := rl.load()
 	if err != nil {
 		return err
 	}
-	fl, err := f.Build(cat, fleet.BuildOptions{Getenv: getenv})
+	g, err := buildGeneration(ctx, f, cat, getenv, out)
 	if err != nil {
 		return err
 	}
-	defer fl.Close()
-	srv, err := gateway.NewFromFleet(fl, gateway.Config{MaxBodyBytes: *maxBody}, nil)
-	if err != nil {
-		return err
-	}
-	// After the fronts stop (cli.Serve returns), fail whatever is still
-	// queued in the batchers, then (the earlier defer) close the backends.
-	defer srv.Dispatcher().Close()
-	// Retry budget, hedging and active health checks (fleet file); the
-	// checks stop before the batchers and the backends close.
-	srv.Dispatcher().SetRetry(fl.Retry)
-	srv.Dispatcher().SetHedging(fl.Hedging)
-	if err := srv.Dispatcher().SetResponseCache(fl.Cache); err != nil { // models[].cache
-		return err
-	}
-	health := gateway.NewHealthChecker(srv.Dispatcher(), fl.HealthChecks, nil, func(format string, a ...any) { fmt.Fprintf(out, "accelgate: "+format+"\n", a...) })
-	health.Start()
-	defer health.Close()
+	rl.cur, rl.sum = g, sum
+	// After the fronts stop (cli.Serve returns): drains in progress end,
+	// then the current generation's watchers stop, what is still queued in
+	// its batchers fails and its backends close.
+	defer rl.close()
+	srv := gateway.NewServer(gateway.Config{MaxBodyBytes: *maxBody}, g.d, nil)
+	rl.srv = srv
+	// Fleet changes without downtime: SIGHUP and changes of the file's
+	// content (checked every -reload-interval) reload it.
+	wctx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	rl.watch(wctx, *reloadEvery, nil)
+	watchSIGHUP(wctx, rl)
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
 		return err
@@ -95,31 +84,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 			return err
 		}
 	}
-	// Device monitoring (device_uuid) and live telemetry (metrics_url); its
-	// Close, deferred after the dispatcher's, runs before it.
-	lv, err := startLive(f.Backends, f.Telemetry, srv.Dispatcher(), nil, nvmldisc.DiscoverLocal, os.Stderr)
-	if err != nil {
-		ln.Close()
-		gln.Close()
-		if aln != nil {
-			aln.Close()
-		}
-		return err
-	}
-	defer lv.Close()
-	gsrv := gateway.NewGRPCServer(srv.Dispatcher(), gateway.GRPCOptions{})
+	gsrv := gateway.NewGRPCServer(nil, gateway.GRPCOptions{Ref: srv.DispatcherRef()})
 	adminWord := ""
 	if aln != nil {
 		adminWord = fmt.Sprintf(" admin=%s", aln.Addr())
 	}
 	fmt.Fprintf(out, "accelgate listening on http=%s grpc=%s%s\n", ln.Addr(), gln.Addr(), adminWord)
-	fleet.WriteTable(out, fl)
-	// KServe upstreams: compare their model metadata with the fleet file now
-	// and every 30 s (a backend that disagrees stays out of rotation).
-	mctx, stopChecks := context.WithCancel(ctx)
-	defer stopChecks()
-	logf := func(format string, a ...any) { fmt.Fprintf(out, "accelgate: "+format+"\n", a...) }
-	go srv.Dispatcher().RunMetadataChecks(mctx, gateway.DefaultMetadataInterval, logf)
+	fleet.WriteTable(out, g.fl)
 	if aln == nil {
 		return cli.Serve(ctx, srv, ln, gsrv, gln)
 	}
@@ -127,7 +98,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 	// when it fails the fronts stop too.
 	sctx, stopFronts := context.WithCancel(ctx)
 	defer stopFronts()
-	adm := serveAdmin(aln, adminHandler(srv.Dispatcher(), lv, nil), stopFronts)
+	adm := serveAdmin(aln, adminHandlerFunc(func() (*gateway.Dispatcher, *live) { c := rl.current(); return c.d, c.lv }, nil, rl), stopFronts)
 	err = cli.Serve(sctx, srv, ln, gsrv, gln)
 	if aerr := adm.Stop(); err == nil {
 		err = aerr

@@ -1,0 +1,245 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/accelgate/accelgate/backends"
+	"github.com/accelgate/accelgate/backends/catalog"
+	"github.com/accelgate/accelgate/backends/fleet"
+	"github.com/accelgate/accelgate/backends/nvmldisc"
+	"github.com/accelgate/accelgate/gateway"
+)
+
+// Hot reload.
+//
+// A generation is everything built from one fleet file: the backends, the
+// dispatcher (router and batchers), and what watches them (health checks,
+// metadata checks, device monitoring and telemetry). A reload — on SIGHUP,
+// on POST /admin/reload, or when the watched file's content changes — loads
+// and validates the file, builds a new generation, swaps its dispatcher into
+// the fronts (new requests go there at once), then drains the old
+// generation in the background: requests already placed finish on the
+// backends they were placed on (removed backends drain), and the old
+// generation is closed when none is left or its longest hard timeout has
+// passed. A file that fails to load or validate changes nothing: the error
+// is reported and the running generation stays.
+
+// generation is one fleet file's running state.
+type generation struct {
+	file   *fleet.File
+	fl     *fleet.Fleet
+	d      *gateway.Dispatcher
+	health *gateway.HealthChecker
+	lv     *live
+	stop   context.CancelFunc // stops the metadata checks
+}
+
+// buildGeneration builds and starts a generation for f.
+func buildGeneration(ctx context.Context, f *fleet.File, cat *catalog.Catalog, getenv func(string) string, out io.Writer) (*generation, error) {
+	fl, err := f.Build(cat, fleet.BuildOptions{Getenv: getenv})
+	if err != nil {
+		return nil, err
+	}
+	d, err := gateway.NewDispatcher(fl.Backends, fl.Models, fl.Router, nil, gateway.WithBatching(fl.Batching))
+	if err != nil {
+		fl.Close()
+		return nil, err
+	}
+	d.SetRetry(fl.Retry)
+	d.SetHedging(fl.Hedging)
+	if err := d.SetResponseCache(fl.Cache); err != nil { // models[].cache
+		d.Close()
+		fl.Close()
+		return nil, err
+	}
+	logf := func(format string, a ...any) { fmt.Fprintf(out, "accelgate: "+format+"\n", a...) }
+	g := &generation{file: f, fl: fl, d: d}
+	g.health = gateway.NewHealthChecker(d, fl.HealthChecks, nil, logf)
+	g.health.Start()
+	// Device monitoring (device_uuid) and live telemetry (metrics_url).
+	if g.lv, err = startLive(f.Backends, f.Telemetry, d, nil, nvmldisc.DiscoverLocal, os.Stderr); err != nil {
+		g.health.Close()
+		d.Close()
+		fl.Close()
+		return nil, err
+	}
+	// KServe upstreams: compare their model metadata with the fleet file now
+	// and every 30 s (a backend that disagrees stays out of rotation).
+	mctx, stop := context.WithCancel(ctx)
+	g.stop = stop
+	go d.RunMetadataChecks(mctx, gateway.DefaultMetadataInterval, logf)
+	return g, nil
+}
+
+// close stops the generation's watchers, fails what is still queued in its
+// batchers and closes its backends.
+func (g *generation) close() {
+	g.stop()
+	g.lv.Close()
+	g.health.Close()
+	g.d.Close()
+	g.fl.Close()
+}
+
+// maxTimeout is the longest hard timeout of the generation's models: how
+// long a drain may take at most.
+func (g *generation) maxTimeout() time.Duration {
+	t := backends.DefaultTimeout
+	for _, m := range g.fl.Models {
+		t = max(t, m.Timeout)
+	}
+	return t
+}
+
+// reloader owns the current generation and replaces it.
+type reloader struct {
+	ctx    context.Context
+	path   string // "" for the embedded default fleet (nothing to reload)
+	cat    *catalog.Catalog
+	getenv func(string) string
+	out    io.Writer
+	srv    *gateway.Server
+
+	mu       sync.Mutex // serialises reloads
+	cur      *generation
+	sum      [32]byte // the loaded file's SHA-256
+	draining sync.WaitGroup
+}
+
+// current returns the running generation.
+func (r *reloader) current() *generation {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.cur
+}
+
+// load reads and validates the fleet file (or the default fleet).
+func (r *reloader) load() (*fleet.File, [32]byte, error) {
+	if r.path == "" {
+		f, err := fleet.Default(r.cat)
+		return f, [32]byte{}, err
+	}
+	data, err := os.ReadFile(r.path)
+	if err != nil {
+		return nil, [32]byte{}, err
+	}
+	f, err := fleet.Load(r.path, r.cat)
+	return f, sha256.Sum256(data), err
+}
+
+// reload applies the fleet file again. When force is false and the file's
+// content has not changed it does nothing (the file watch). It returns
+// whether a new generation was swapped in.
+func (r *reloader) reload(force bool) (bool, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.path == "" {
+		return false, fmt.Errorf("reload: the gateway runs the embedded default fleet; start it with -config FILE to reload")
+	}
+	f, sum, err := r.load()
+	if err != nil {
+		return false, fmt.Errorf("reload %s: %w (the running fleet stays)", r.path, err)
+	}
+	if !force && bytes.Equal(sum[:], r.sum[:]) {
+		return false, nil
+	}
+	g, err := buildGeneration(r.ctx, f, r.cat, r.getenv, r.out)
+	if err != nil {
+		return false, fmt.Errorf("reload %s: %w (the running fleet stays)", r.path, err)
+	}
+	old := r.cur
+	r.cur, r.sum = g, sum
+	r.srv.SwapDispatcher(g.d)
+	added, removed := diffBackends(old.fl, g.fl)
+	fmt.Fprintf(r.out, "accelgate: reloaded %s: %d backends (added %v, removed %v); draining %d requests on the previous fleet\n",
+		r.path, len(g.fl.Backends), added, removed, old.d.Outstanding())
+	r.draining.Add(1)
+	go func() {
+		defer r.draining.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), old.maxTimeout())
+		defer cancel()
+		if err := old.d.Drain(ctx); err != nil {
+			fmt.Fprintf(r.out, "accelgate: %v; closing it anyway\n", err)
+		}
+		old.close()
+	}()
+	return true, nil
+}
+
+// diffBackends names the backends of b not in a (added) and of a not in b
+// (removed).
+func diffBackends(a, b *fleet.Fleet) (added, removed []string) {
+	in := func(fl *fleet.Fleet, name string) bool {
+		for _, be := range fl.Backends {
+			if be.Descriptor().Name == name {
+				return true
+			}
+		}
+		return false
+	}
+	for _, be := range b.Backends {
+		if n := be.Descriptor().Name; !in(a, n) {
+			added = append(added, n)
+		}
+	}
+	for _, be := range a.Backends {
+		if n := be.Descriptor().Name; !in(b, n) {
+			removed = append(removed, n)
+		}
+	}
+	return added, removed
+}
+
+// watch re-reads the fleet file every interval (on clock) and reloads when
+// its content changed, until ctx ends. interval <= 0 disables it.
+func (r *reloader) watch(ctx context.Context, interval time.Duration, clock backends.Clock) {
+	if r.path == "" || interval <= 0 {
+		return
+	}
+	if clock == nil {
+		clock = backends.RealClock
+	}
+	var tick func()
+	var mu sync.Mutex
+	var t backends.Timer
+	tick = func() {
+		if ctx.Err() != nil {
+			return
+		}
+		if _, err := r.reload(false); err != nil {
+			fmt.Fprintf(r.out, "accelgate: %v\n", err)
+		}
+		mu.Lock()
+		if ctx.Err() == nil {
+			t = clock.AfterFunc(interval, tick)
+		}
+		mu.Unlock()
+	}
+	mu.Lock()
+	t = clock.AfterFunc(interval, tick)
+	mu.Unlock()
+	go func() {
+		<-ctx.Done()
+		mu.Lock()
+		t.Stop()
+		mu.Unlock()
+	}()
+}
+
+// close closes the current generation after the drains in progress.
+func (r *reloader) close() {
+	r.draining.Wait()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.cur != nil {
+		r.cur.close()
+		r.cur = nil
+	}
+}
