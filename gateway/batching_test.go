@@ -445,7 +445,7 @@ func TestBatchQueueFullSheds(t *testing.T) {
 	body, _ := visionBody(1, 1)
 	q1 := e.post("/v2/models/vision/infer", body)
 	q2 := e.post("/v2/models/vision/infer", body)
-	d := e.srv.d
+	d := e.srv.Dispatcher()
 	waitFor(t, "two queued requests", func() bool { return d.batchers[0].Len() == 2 })
 	a := <-e.post("/v2/models/vision/infer", body)
 	if a.status != 429 || !strings.Contains(string(a.body), "full") {
@@ -501,7 +501,7 @@ func TestLLMAdmissionQueue(t *testing.T) {
 	e := newBatchEnv(t, f, nil)
 	chat := `{"model":"llm","messages":[{"role":"user","content":"hi"}]}`
 	first := e.post("/v1/chat/completions", chat)
-	d := e.srv.d
+	d := e.srv.Dispatcher()
 	waitFor(t, "the first request at the backend", func() bool { f.mu.Lock(); defer f.mu.Unlock(); return len(f.calls) == 1 })
 	second := e.post("/v1/chat/completions", chat)
 	waitFor(t, "the second request queued", func() bool { return d.batchers[0].Len() == 1 })
@@ -650,7 +650,7 @@ func TestStreamAdmissionBeforeHeaders(t *testing.T) {
 	e := newBatchEnv(t, f, map[string]batcher.Config{"llm": {MaxQueueSize: 1}})
 	stream := `{"model":"llm","stream":true,"messages":[{"role":"user","content":"hi"}]}`
 	first := e.post("/v1/chat/completions", stream)
-	d := e.srv.d
+	d := e.srv.Dispatcher()
 	waitFor(t, "the first stream at the backend", func() bool { f.mu.Lock(); defer f.mu.Unlock(); return len(f.calls) == 1 })
 	second := e.post("/v1/chat/completions", stream)
 	waitFor(t, "the second stream queued", func() bool { return d.batchers[0].Len() == 1 })
