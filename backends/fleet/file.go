@@ -195,6 +195,21 @@ type BackendSpec struct {
 	// way to plan "what if I had eight of these". Default 1 (the entry keeps
 	// its name).
 	Replicas int `yaml:"replicas"`
+	// Discover makes the entry a pool whose members are discovered: one
+	// backend per endpoint of a DNS name (A/AAAA or SRV records,
+	// re-resolved) or of a Kubernetes Service's EndpointSlices, each a copy
+	// of this entry named NAME-ADDRESS whose url (and metrics_url) has its
+	// host:port replaced by the endpoint's. Exactly one of:
+	//
+	//	discover:
+	//	  dns: {name: vllm.internal, port: 8000, interval: 30s}
+	//	  # or: dns: {name: vllm.internal, srv: true, service: http}
+	//	  # or: kubernetes: {namespace: serving, service: vllm, port: http}
+	//
+	// The keys are those of backends/discovery's DNSConfig and K8sConfig;
+	// the gateway checks them when it starts the pool. Upstream transports
+	// only. Until the first resolution the pool has no members.
+	Discover *DiscoverSpec `yaml:"discover"`
 	// HealthCheck overrides the top-level health_check for this backend:
 	// the fields it sets replace the top-level ones (e.g. a longer interval
 	// for an edge node on a slow link, or enabled: false for an upstream
@@ -479,6 +494,16 @@ func (f *File) Validate(cat *catalog.Catalog) error {
 				bad(at+".metrics_url", "must not carry credentials or a fragment, got %q", b.MetricsURL)
 			}
 		}
+		if d := b.Discover; d != nil {
+			switch {
+			case b.Transport == TransportEmulated:
+				bad(at+".discover", "an emulated backend runs in-process: there is nothing to discover")
+			case (d.DNS.Kind == 0) == (d.Kubernetes.Kind == 0):
+				bad(at+".discover", "give exactly one of dns or kubernetes")
+			case b.Replicas > 1 || b.DeviceUUID != "":
+				bad(at+".discover", "a pool's members are discovered: it cannot have replicas or a device_uuid")
+			}
+		}
 		if b.Replicas < 0 || b.Replicas > 1024 {
 			bad(at+".replicas", "must be between 1 and 1024")
 		} else if b.Replicas > 1 && b.Transport != TransportEmulated {
@@ -567,6 +592,67 @@ func profileServes(p *backends.Profile, k backends.ModelKind) bool {
 		return p.Vision != nil
 	}
 	return true // an invalid kind is reported on the model itself
+}
+
+// DiscoverSpec is a pool's discovery source (see BackendSpec.Discover). The
+// sections are kept as YAML and decoded by the gateway (cmd/gateway), so
+// that this package, which the simulator and the emulator also use, does not
+// depend on the Kubernetes client.
+type DiscoverSpec struct {
+	DNS        yaml.Node `yaml:"dns"`        // Kind 0 when absent
+	Kubernetes yaml.Node `yaml:"kubernetes"` // Kind 0 when absent
+}
+
+// Pools returns the indices of the pool entries (those with discover).
+func (f *File) Pools() []int {
+	var out []int
+	for i := range f.Backends {
+		if f.Backends[i].Discover != nil {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// Endpoint is one discovered member of a pool: its host:port.
+type Endpoint = string
+
+// ExpandPools returns a copy of the validated file in which every pool entry
+// is replaced by one backend per endpoint in eps[pool name] (none when the
+// pool has not been resolved yet): named NAME-HOST:PORT, url and
+// metrics_url pointing at the endpoint, discover removed. The other entries
+// are kept as they are.
+func (f *File) ExpandPools(eps map[string][]Endpoint) *File {
+	c := *f
+	c.Backends = make([]BackendSpec, 0, len(f.Backends))
+	for _, b := range f.Backends {
+		if b.Discover == nil {
+			c.Backends = append(c.Backends, b)
+			continue
+		}
+		for _, ep := range eps[b.Name] {
+			m := b
+			m.Discover = nil
+			m.Name = b.Name + "-" + ep
+			m.URL = withHost(b.URL, ep)
+			if b.MetricsURL != "" {
+				m.MetricsURL = withHost(b.MetricsURL, ep)
+			}
+			m.Models = append([]string(nil), b.Models...)
+			c.Backends = append(c.Backends, m)
+		}
+	}
+	return &c
+}
+
+// withHost returns raw with its host:port replaced by hostport.
+func withHost(raw, hostport string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return raw
+	}
+	u.Host = hostport
+	return u.String()
 }
 
 // expandReplicas replaces every entry with replicas > 1 by that many

@@ -1366,3 +1366,57 @@ func TestResponseCacheBadValuesNameTheField(t *testing.T) {
 		}
 	}
 }
+
+// TestPoolsExpand: a discover entry is validated and expanded to one backend
+// per endpoint, with its url's host:port replaced.
+func TestPoolsExpand(t *testing.T) {
+	src := `models:
+  - name: llm
+    kind: llm
+backends:
+  - name: fixed
+    hardware: h100-sxm-80gb
+    models: [llm]
+  - name: pool
+    hardware: l4
+    transport: openai
+    url: https://vllm.svc:8000/v1
+    metrics_url: http://vllm.svc:8000/metrics
+    models: [llm]
+    discover:
+      dns: {name: vllm.svc, port: 8000}
+`
+	f, err := fleet.Parse([]byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Validate(catalog.Default()); err != nil {
+		t.Fatal(err)
+	}
+	if p := f.Pools(); len(p) != 1 || p[0] != 1 {
+		t.Fatalf("pools %v", p)
+	}
+	if e := f.ExpandPools(nil); len(e.Backends) != 1 || e.Backends[0].Name != "fixed" {
+		t.Fatalf("unresolved pool: %+v", e.Backends)
+	}
+	e := f.ExpandPools(map[string][]fleet.Endpoint{"pool": {"10.0.0.5:8000", "10.0.0.6:9000"}})
+	if len(e.Backends) != 3 || len(f.Backends) != 2 {
+		t.Fatalf("expanded %d backends (file still %d)", len(e.Backends), len(f.Backends))
+	}
+	m := e.Backends[2]
+	if m.Name != "pool-10.0.0.6:9000" || m.URL != "https://10.0.0.6:9000/v1" || m.MetricsURL != "http://10.0.0.6:9000/metrics" || m.Discover != nil || m.Hardware != "l4" {
+		t.Fatalf("member %+v", m)
+	}
+	for _, bad := range []struct{ disc, want string }{
+		{"    discover: {}\n", "give exactly one of dns or kubernetes"},
+		{"    discover: {dns: {name: a}, kubernetes: {service: b}}\n", "give exactly one of dns or kubernetes"},
+	} {
+		g, err := fleet.Parse([]byte(strings.Replace(src, "    discover:\n      dns: {name: vllm.svc, port: 8000}\n", bad.disc, 1)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := g.Validate(catalog.Default()); err == nil || !strings.Contains(err.Error(), "backends[1].discover: "+bad.want) {
+			t.Errorf("%q: %v", bad.disc, err)
+		}
+	}
+}

@@ -46,6 +46,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 	}
 	cat := catalog.Default()
 	rl := &reloader{ctx: ctx, path: *cfgPath, cat: cat, getenv: getenv, out: out}
+	logf := func(format string, a ...any) { fmt.Fprintf(out, "accelgate: "+format+"\n", a...) }
+	rl.pools = &poolSources{ctx: ctx, newSource: newPoolSourceFn(logf), logf: logf, changed: func() {
+		if _, err := rl.reload(false); err != nil {
+			logf("%v", err)
+		}
+	}}
 	f, sum, err := rl.load()
 	if err != nil {
 		return err

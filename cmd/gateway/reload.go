@@ -107,6 +107,8 @@ type reloader struct {
 	out    io.Writer
 	srv    *gateway.Server
 
+	pools *poolSources // nil: no dynamic discovery (tests)
+
 	mu       sync.Mutex // serialises reloads
 	cur      *generation
 	sum      [32]byte // the loaded file's SHA-256
@@ -120,18 +122,43 @@ func (r *reloader) current() *generation {
 	return r.cur
 }
 
-// load reads and validates the fleet file (or the default fleet).
+// load reads and validates the fleet file (or the default fleet), starts
+// or stops its pools' discovery, and expands the pools to the endpoints
+// known now. The hash covers the file and the endpoints.
 func (r *reloader) load() (*fleet.File, [32]byte, error) {
+	var (
+		f    *fleet.File
+		data []byte
+		err  error
+	)
 	if r.path == "" {
-		f, err := fleet.Default(r.cat)
-		return f, [32]byte{}, err
+		f, err = fleet.Default(r.cat)
+	} else if data, err = os.ReadFile(r.path); err == nil {
+		f, err = fleet.Load(r.path, r.cat)
 	}
-	data, err := os.ReadFile(r.path)
+	if err == nil {
+		err = checkPools(f)
+	}
 	if err != nil {
 		return nil, [32]byte{}, err
 	}
-	f, err := fleet.Load(r.path, r.cat)
-	return f, sha256.Sum256(data), err
+	if r.pools == nil || len(f.Pools()) == 0 {
+		if r.pools != nil {
+			r.pools.reconcile(f)
+		}
+		return f, sha256.Sum256(data), nil
+	}
+	r.pools.reconcile(f)
+	eps := r.pools.endpoints()
+	h := sha256.New()
+	h.Write(data)
+	for _, i := range f.Pools() {
+		name := f.Backends[i].Name
+		fmt.Fprintf(h, "\x00%s=%v", name, eps[name])
+	}
+	var sum [32]byte
+	h.Sum(sum[:0])
+	return f.ExpandPools(eps), sum, nil
 }
 
 // reload applies the fleet file again. When force is false and the file's
@@ -235,6 +262,9 @@ func (r *reloader) watch(ctx context.Context, interval time.Duration, clock back
 
 // close closes the current generation after the drains in progress.
 func (r *reloader) close() {
+	if r.pools != nil {
+		r.pools.stop()
+	}
 	r.draining.Wait()
 	r.mu.Lock()
 	defer r.mu.Unlock()
