@@ -139,6 +139,23 @@ type Request struct {
 	// Body is the client's JSON body, copied, so OpenAI-compatible upstreams
 	// receive every field the gateway does not model, unchanged.
 	Body []byte
+
+	// BatchKey says which requests may be merged into one upstream call:
+	// the batcher never puts requests with different keys in one batch. The
+	// OpenAI front sets it for embeddings and non-streaming completions to
+	// the body's top-level members other than "input" / "prompt", in
+	// canonical form (keys sorted, values compacted; an embeddings
+	// encoding_format of "float", the default, left out), so only requests
+	// whose every other parameter is identical (model, encoding_format,
+	// dimensions, temperature, max_tokens, n, stop, seed, ...) are merged.
+	// Empty elsewhere (all empty keys are equal).
+	BatchKey string
+	// Mergeable marks a completion that the backend's batcher may merge
+	// with others into one prompt-array call: it goes to the model's batch
+	// queue (batcher.Batcher.Do) instead of the admission queue. The gateway
+	// sets it, for one placement, on its own copy of a non-streaming
+	// completion with a BatchKey whose backend accepts prompt arrays.
+	Mergeable bool
 }
 
 // ExpectedOutputTokens is the number of output tokens placement plans for per

@@ -102,13 +102,14 @@ func (b *Batcher) enqueue(req *backends.Request) (*waiter, error) {
 	return w, nil
 }
 
-// Do queues a tensor or embeddings request and waits for its share of the
-// batch it runs in. When ctx ends first, a queued request is removed and one
-// already executing is abandoned (its batch is canceled once no member's
-// caller waits); Do then returns ctx's error, wrapped in backends.ErrTimeout
-// when ctx's deadline passed.
+// Do queues a tensor, embeddings or mergeable completions request
+// (Request.Mergeable) and waits for its share of the batch it runs in. When
+// ctx ends first, a queued request is removed and one already executing is
+// abandoned (its batch is canceled once no member's caller waits); Do then
+// returns ctx's error, wrapped in backends.ErrTimeout when ctx's deadline
+// passed.
 func (b *Batcher) Do(ctx context.Context, req *backends.Request) (*backends.Result, error) {
-	if req.Op == backends.OpChat || req.Op == backends.OpCompletion {
+	if req.Op == backends.OpChat || (req.Op == backends.OpCompletion && !req.Mergeable) {
 		return nil, fmt.Errorf("%w: batcher: %s requests go through Admit", backends.ErrBadRequest, req.Op)
 	}
 	w, err := b.enqueue(req)

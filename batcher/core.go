@@ -3,6 +3,7 @@ package batcher
 import (
 	"fmt"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/accelgate/accelgate/backends"
@@ -172,7 +173,9 @@ func (c *Core) groupFor(req *backends.Request, m *backends.Model) (*group, error
 	version := ""
 	switch req.Op {
 	case backends.OpChat, backends.OpCompletion:
-		kind = KindAdmission
+		if !req.Mergeable || req.Op == backends.OpChat {
+			kind = KindAdmission
+		}
 	case backends.OpTensor:
 		version = req.ModelVersion
 		if version == "" && len(m.Versions) > 0 {
@@ -192,7 +195,24 @@ func (c *Core) groupFor(req *backends.Request, m *backends.Model) (*group, error
 	cfg.PreferredBatchSizes = append([]int(nil), cfg.PreferredBatchSizes...)
 	g := &group{kind: kind, model: m, version: version, cfg: cfg, maxBatch: cfg.MaxBatchSize, dirty: true}
 	g.q.SetAging(cfg.AgingLimit)
-	if kind == KindBatch {
+	switch {
+	case kind == KindBatch && req.Op == backends.OpCompletion:
+		// Mergeable completions: merged into one prompt-array call of at
+		// most the backend's sequence slots. The adaptive rule does not
+		// apply (the predictor knows an LLM's time to the first token, not
+		// its generation time): a batch waits at most MaxQueueDelay for
+		// company, as in fixed mode.
+		if c.prof != nil && c.prof.LLM == nil && c.slotsCap <= 1 {
+			return nil, fmt.Errorf("%w: hardware %s cannot run %s requests", backends.ErrUnavailable, c.prof.Name, req.Op)
+		}
+		if g.cfg.Mode == ModeAdaptive {
+			g.cfg.Mode = ModeFixed
+		}
+		if g.maxBatch <= 0 || g.maxBatch > c.slotsCap {
+			g.maxBatch = c.slotsCap
+		}
+		g.best = g.maxBatch
+	case kind == KindBatch:
 		var bm *backends.BatchModel
 		if c.prof != nil {
 			if req.Op == backends.OpTensor {
@@ -209,7 +229,7 @@ func (c *Core) groupFor(req *backends.Request, m *backends.Model) (*group, error
 		}
 		g.maxBatch = max(g.maxBatch, 1)
 		g.best = c.bestSize(g, req)
-	} else if c.prof != nil && c.prof.LLM == nil && c.slotsCap <= 1 {
+	case c.prof != nil && c.prof.LLM == nil && c.slotsCap <= 1:
 		return nil, fmt.Errorf("%w: hardware %s cannot run %s requests", backends.ErrUnavailable, c.prof.Name, req.Op)
 	}
 	c.groups = append(c.groups, g)
@@ -639,10 +659,24 @@ func (c *Core) meetable(g *group, e *Entry, now int64) int64 {
 }
 
 // compatible reports whether b can join a batch whose first member is a:
-// tensor requests need the same inputs (names, datatypes, shapes after the
-// batch dimension) and the same requested outputs.
+// every request needs the same BatchKey (the OpenAI front's canonical
+// parameters: embeddings with the same encoding_format and dimensions,
+// completions with identical sampling parameters); completions also the same
+// n, max_tokens, temperature, seed and stop sequences (a choice's index
+// tells its prompt only with one n); tensor requests the same inputs
+// (names, datatypes, shapes after the batch dimension) and the same
+// requested outputs.
 func compatible(a, b *backends.Request) bool {
-	if a.Op != backends.OpTensor {
+	if a.BatchKey != b.BatchKey {
+		return false
+	}
+	switch a.Op {
+	case backends.OpCompletion:
+		return max(a.N, 1) == max(b.N, 1) &&
+			a.MaxTokens == b.MaxTokens && a.Temperature == b.Temperature && a.Seed == b.Seed &&
+			slices.Equal(a.Stop, b.Stop)
+	case backends.OpTensor:
+	default:
 		return true
 	}
 	if len(a.Tensors) != len(b.Tensors) || len(a.Outputs) != len(b.Outputs) {

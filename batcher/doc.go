@@ -6,8 +6,26 @@
 //     batches (rows along the batch dimension; a request with several rows
 //     counts by rows; embeddings count one row per input). MergeTensors,
 //     SplitTensors, MergeEmbeddings and SplitResult are the pure functions
-//     that merge a batch's inputs and give each caller exactly its rows back.
-//   - LLM chat and completions are never merged: their queue (KindAdmission)
+//     that merge a batch's inputs and give each caller exactly its rows back;
+//     for an OpenAI-compatible upstream, MergeBody builds the merged call's
+//     body and SplitResult cuts the upstream's JSON into one OpenAI body per
+//     caller (its vectors re-indexed from 0, as the upstream encoded them).
+//   - Mergeable completions (Request.Mergeable: non-streaming, set by the
+//     gateway when the backend accepts prompt arrays) are merged too, one row
+//     per sequence (prompts × n), into one prompt-array call
+//     (MergeCompletions; SplitResult gives choice i to the caller of prompt
+//     i/n). Their queue is fixed-mode whatever the model's mode, unless off
+//     (a batch waits at most MaxQueueDelay for company: the Predictor gives
+//     an LLM's time to the first token, not its generation time), at most
+//     the backend's sequence slots per batch; the gateway then admits the
+//     batch through the admission queue as one request.
+//   - Requests join a batch only with the same Request.BatchKey (the OpenAI
+//     front's canonical body apart from the merged member: embeddings with
+//     the same encoding_format, dimensions, ...; completions with identical
+//     sampling parameters), completions also with the same n, max_tokens,
+//     temperature, seed and stop sequences.
+//   - Other LLM requests (chat, streams, completions the gateway does not
+//     mark mergeable) are never merged: their queue (KindAdmission)
 //     is the backend's admission queue. It holds requests while the backend's
 //     concurrent-sequence slots are full and releases them, in queue order,
 //     when SlotsFree says slots were released. A head that does not fit

@@ -1,11 +1,17 @@
 package batcher
 
 import (
+	"bytes"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
+	"strconv"
 	"time"
 
 	"github.com/accelgate/accelgate/backends"
+	"github.com/accelgate/accelgate/internal/jsonw"
 )
 
 // MergeTensors concatenates the input tensors of reqs (KServe v2 requests for
@@ -182,17 +188,94 @@ func MergeEmbeddings(reqs []*backends.Request) (inputs []string, offsets []int) 
 	return inputs, offsets
 }
 
-// SplitResult cuts one merged Result (of a tensor or embeddings batch) into
-// one Result per caller, offsets as the merge returned them:
+// MergeCompletions concatenates the prompts of completions requests (of one
+// batch: the same n); request k owns prompts offsets[k]..offsets[k+1], so
+// choices offsets[k]·n..offsets[k+1]·n of the merged call (an
+// OpenAI-compatible server answers a prompt array prompt-major: choice i
+// belongs to prompt i/n).
+func MergeCompletions(reqs []*backends.Request) (prompts []string, offsets []int) {
+	offsets = make([]int, len(reqs)+1)
+	for k, r := range reqs {
+		offsets[k+1] = offsets[k] + len(r.Prompts)
+	}
+	prompts = make([]string, 0, offsets[len(reqs)])
+	for _, r := range reqs {
+		prompts = append(prompts, r.Prompts...)
+	}
+	return prompts, offsets
+}
+
+// MergeBody returns an OpenAI request body (a JSON object) with its
+// top-level member key set to the JSON array of values: the merged call's
+// body for an OpenAI-compatible upstream, built from the batch's first
+// member's (key "input" for embeddings, "prompt" for completions). Every
+// other member is kept byte for byte; the members come out sorted by key.
+// A nil body gives nil (a backend that does not relay bodies). Errors wrap
+// backends.ErrBadRequest.
+func MergeBody(body []byte, key string, values []string) ([]byte, error) {
+	if body == nil {
+		return nil, nil
+	}
+	var members map[string]json.RawMessage
+	if err := json.Unmarshal(body, &members); err != nil || members == nil {
+		return nil, backends.BadRequestf("", "the request body is not a JSON object")
+	}
+	size := len(body) + len(key) + 4
+	for _, v := range values {
+		size += len(v) + 3
+	}
+	out := make([]byte, 0, size)
+	out = append(out, '{')
+	out = jsonw.AppendString(out, key)
+	out = append(out, ":["...)
+	for i, v := range values {
+		if i > 0 {
+			out = append(out, ',')
+		}
+		out = jsonw.AppendString(out, v)
+	}
+	out = append(out, ']')
+	for _, k := range slices.Sorted(maps.Keys(members)) {
+		if k == key {
+			continue
+		}
+		out = append(out, ',')
+		out = jsonw.AppendString(out, k)
+		out = append(out, ':')
+		out = append(out, bytes.TrimSpace(members[k])...)
+	}
+	return append(out, '}'), nil
+}
+
+// SplitResult cuts one merged Result (of a tensor, embeddings or
+// completions batch) into one Result per caller, offsets as the merge
+// returned them:
 //
 //   - Tensors: each caller's rows (SplitTensors); Embeddings: each caller's
-//     vectors, in input order.
-//   - Usage: split proportionally to each caller's own input tokens when
-//     every caller's are known (Request.EstInputTokens > 0), else by rows;
-//     rounded by largest remainder so the parts sum to the batch's usage
-//     exactly.
+//     vectors, in input order; Choices (completions, offsets in prompts):
+//     choice i goes to the caller of prompt i/n, re-indexed from 0.
+//   - Raw, an OpenAI-compatible upstream's JSON body: each caller gets an
+//     OpenAI body of its own. Embeddings: {"object":"list","data":[...],
+//     "model","usage"} with its vectors re-indexed from 0, each embedding
+//     copied byte for byte (float array or base64 string, as the upstream
+//     returned it). Completions: {"id" (the caller's request ID), "object":
+//     "text_completion", "created", "model", "choices", "usage"} (and the
+//     upstream's system_fingerprint), its choices re-indexed from 0 with
+//     their other members (text, finish_reason, logprobs, ...) kept. The
+//     model is the caller's Request.Model (the public name).
+//   - Usage: prompt tokens split proportionally to each caller's own input
+//     tokens when every caller's are known (Request.EstInputTokens > 0),
+//     else by rows; completion tokens likewise, except for completions,
+//     where they are split by the bytes of each caller's choices' text (the
+//     upstream reports no per-choice usage; by input tokens when no choice
+//     has text); rounded by largest remainder so the parts sum to the
+//     batch's usage exactly.
 //   - Timing: each caller gets the batch's QueueWait, TTFT and Total; Busy
-//     and CostUSD are split by rows (the emulator's cost rule for batches).
+//     and CostUSD are split by rows (the emulator's cost rule for batches;
+//     completions: by prompts, all with the same n).
+//
+// Errors wrap backends.ErrUnavailable: the backend's answer does not match
+// the batch.
 func SplitResult(res *backends.Result, reqs []*backends.Request, offsets []int) ([]*backends.Result, error) {
 	if len(offsets) != len(reqs)+1 {
 		return nil, fmt.Errorf("%w: %d offsets for %d callers", backends.ErrUnavailable, len(offsets), len(reqs))
@@ -202,6 +285,51 @@ func SplitResult(res *backends.Result, reqs []*backends.Request, offsets []int) 
 	out := make([]*backends.Result, n)
 	for k := range out {
 		out[k] = &backends.Result{Timing: res.Timing}
+	}
+	completions := n > 0 && reqs[0].Op == backends.OpCompletion
+	perPrompt := 1
+	if completions {
+		perPrompt = max(reqs[0].N, 1)
+	}
+	var textBytes []int // completions: each caller's choices' text bytes
+	var embRaw [][]json.RawMessage
+	var cmpRaw *completionsJSON
+	switch {
+	case res.Raw != nil && completions:
+		c, err := parseCompletions(res.Raw, total*perPrompt)
+		if err != nil {
+			return nil, err
+		}
+		cmpRaw = c
+		textBytes = make([]int, n)
+		for k := range n {
+			for _, ch := range c.choices[offsets[k]*perPrompt : offsets[k+1]*perPrompt] {
+				textBytes[k] += ch.textLen
+			}
+		}
+	case res.Raw != nil && n > 0 && reqs[0].Op == backends.OpEmbedding:
+		vecs, err := parseEmbeddings(res.Raw, total)
+		if err != nil {
+			return nil, err
+		}
+		embRaw = make([][]json.RawMessage, n)
+		for k := range n {
+			embRaw[k] = vecs[offsets[k]:offsets[k+1]:offsets[k+1]]
+		}
+	case res.Raw != nil:
+		return nil, fmt.Errorf("%w: an upstream's raw answer to a merged %s batch cannot be split", backends.ErrUnavailable, reqs[0].Op)
+	case completions && len(res.Choices) > 0:
+		choices, err := splitChoices(res.Choices, offsets, perPrompt)
+		if err != nil {
+			return nil, err
+		}
+		textBytes = make([]int, n)
+		for k := range n {
+			out[k].Choices = choices[k]
+			for _, c := range choices[k] {
+				textBytes[k] += len(c.Text)
+			}
+		}
 	}
 	if len(res.Tensors) > 0 {
 		parts, err := SplitTensors(res.Tensors, offsets)
@@ -234,7 +362,11 @@ func SplitResult(res *backends.Result, reqs []*backends.Request, offsets []int) 
 		copy(weights, rows)
 	}
 	prompt := apportion(res.Usage.PromptTokens, weights)
-	completion := apportion(res.Usage.CompletionTokens, weights)
+	cw := weights
+	if textBytes != nil && slices.ContainsFunc(textBytes, func(b int) bool { return b > 0 }) {
+		cw = textBytes
+	}
+	completion := apportion(res.Usage.CompletionTokens, cw)
 	busy := apportion(int(res.Timing.Busy), rows)
 	rowSum := max(total, 1)
 	for k := range out {
@@ -243,8 +375,191 @@ func SplitResult(res *backends.Result, reqs []*backends.Request, offsets []int) 
 		u.TotalTokens = u.PromptTokens + u.CompletionTokens
 		out[k].Timing.Busy = time.Duration(busy[k])
 		out[k].CostUSD = res.CostUSD * float64(rows[k]) / float64(rowSum)
+		switch {
+		case embRaw != nil:
+			out[k].Raw = appendEmbeddingsBody(nil, reqs[k].Model, embRaw[k], u)
+		case cmpRaw != nil:
+			out[k].Raw = cmpRaw.appendBody(nil, reqs[k], cmpRaw.choices[offsets[k]*perPrompt:offsets[k+1]*perPrompt], u)
+		}
 	}
 	return out, nil
+}
+
+// splitChoices gives each caller its choices, re-indexed from 0: choice i
+// (by Index) belongs to prompt i/perPrompt.
+func splitChoices(choices []backends.Choice, offsets []int, perPrompt int) ([][]backends.Choice, error) {
+	n := len(offsets) - 1
+	want := offsets[n] * perPrompt
+	if len(choices) != want {
+		return nil, fmt.Errorf("%w: %d choices for %d prompts × n=%d", backends.ErrUnavailable, len(choices), offsets[n], perPrompt)
+	}
+	byIndex := make([]backends.Choice, want)
+	seen := make([]bool, want)
+	for _, c := range choices {
+		if c.Index < 0 || c.Index >= want || seen[c.Index] {
+			return nil, fmt.Errorf("%w: choice index %d is out of range or repeated (%d choices)", backends.ErrUnavailable, c.Index, want)
+		}
+		byIndex[c.Index], seen[c.Index] = c, true
+	}
+	parts := make([][]backends.Choice, n)
+	for k := range parts {
+		lo, hi := offsets[k]*perPrompt, offsets[k+1]*perPrompt
+		parts[k] = byIndex[lo:hi:hi]
+		for j := range parts[k] {
+			parts[k][j].Index = j
+		}
+	}
+	return parts, nil
+}
+
+// parseEmbeddings reads an OpenAI embeddings response: data[i].embedding
+// for each of the total inputs, ordered by data[i].index (by position when
+// the upstream gives no index), each kept as the upstream encoded it.
+func parseEmbeddings(raw []byte, total int) ([]json.RawMessage, error) {
+	var body struct {
+		Data []struct {
+			Index     *int            `json:"index"`
+			Embedding json.RawMessage `json:"embedding"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal(raw, &body); err != nil {
+		return nil, fmt.Errorf("%w: the upstream's embeddings response is not valid JSON: %v", backends.ErrUnavailable, err)
+	}
+	if len(body.Data) != total {
+		return nil, fmt.Errorf("%w: the upstream returned %d embeddings for %d inputs", backends.ErrUnavailable, len(body.Data), total)
+	}
+	out := make([]json.RawMessage, total)
+	for i, d := range body.Data {
+		at := i
+		if d.Index != nil {
+			at = *d.Index
+		}
+		if at < 0 || at >= total || out[at] != nil {
+			return nil, fmt.Errorf("%w: the upstream's embedding index %d is out of range or repeated (%d inputs)", backends.ErrUnavailable, at, total)
+		}
+		if len(d.Embedding) == 0 || string(d.Embedding) == "null" {
+			return nil, fmt.Errorf("%w: the upstream's embedding %d is missing", backends.ErrUnavailable, at)
+		}
+		out[at] = d.Embedding
+	}
+	return out, nil
+}
+
+// appendEmbeddingsBody renders one caller's OpenAI embeddings response.
+func appendEmbeddingsBody(b []byte, model string, vecs []json.RawMessage, u *backends.Usage) []byte {
+	b = append(b, `{"object":"list","data":[`...)
+	for j, v := range vecs {
+		if j > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"object":"embedding","index":`...)
+		b = strconv.AppendInt(b, int64(j), 10)
+		b = append(b, `,"embedding":`...)
+		b = append(b, v...)
+		b = append(b, '}')
+	}
+	b = append(b, `],"model":`...)
+	b = jsonw.AppendString(b, model)
+	b = append(b, `,"usage":{"prompt_tokens":`...)
+	b = strconv.AppendInt(b, int64(u.PromptTokens), 10)
+	b = append(b, `,"total_tokens":`...)
+	b = strconv.AppendInt(b, int64(u.TotalTokens), 10)
+	return append(b, "}}"...)
+}
+
+// completionsJSON is what the split keeps of an OpenAI completions
+// response: its choices in index order and the members every caller's
+// body repeats.
+type completionsJSON struct {
+	created     json.RawMessage
+	fingerprint json.RawMessage
+	choices     []rawChoice
+}
+
+// rawChoice is one choice of an upstream's completions response: its
+// members other than "index", sorted by key, and its text's length.
+type rawChoice struct {
+	keys    []string
+	members map[string]json.RawMessage
+	textLen int
+}
+
+// parseCompletions reads an OpenAI completions response with want choices.
+func parseCompletions(raw []byte, want int) (*completionsJSON, error) {
+	var body struct {
+		Created           json.RawMessage              `json:"created"`
+		SystemFingerprint json.RawMessage              `json:"system_fingerprint"`
+		Choices           []map[string]json.RawMessage `json:"choices"`
+	}
+	if err := json.Unmarshal(raw, &body); err != nil {
+		return nil, fmt.Errorf("%w: the upstream's completions response is not valid JSON: %v", backends.ErrUnavailable, err)
+	}
+	if len(body.Choices) != want {
+		return nil, fmt.Errorf("%w: the upstream returned %d choices, the merged call asked for %d", backends.ErrUnavailable, len(body.Choices), want)
+	}
+	c := &completionsJSON{created: body.Created, fingerprint: body.SystemFingerprint, choices: make([]rawChoice, want)}
+	seen := make([]bool, want)
+	for i, m := range body.Choices {
+		at := i
+		if v, ok := m["index"]; ok {
+			if err := json.Unmarshal(v, &at); err != nil {
+				return nil, fmt.Errorf("%w: the upstream's choice %d has an invalid index", backends.ErrUnavailable, i)
+			}
+		}
+		if at < 0 || at >= want || seen[at] {
+			return nil, fmt.Errorf("%w: the upstream's choice index %d is out of range or repeated (%d choices)", backends.ErrUnavailable, at, want)
+		}
+		seen[at] = true
+		delete(m, "index")
+		ch := rawChoice{keys: slices.Sorted(maps.Keys(m)), members: m}
+		var text string
+		if v, ok := m["text"]; ok && json.Unmarshal(v, &text) == nil {
+			ch.textLen = len(text)
+		}
+		c.choices[at] = ch
+	}
+	return c, nil
+}
+
+// appendBody renders one caller's OpenAI completions response.
+func (c *completionsJSON) appendBody(b []byte, req *backends.Request, choices []rawChoice, u *backends.Usage) []byte {
+	b = append(b, `{"id":`...)
+	b = jsonw.AppendString(b, req.ID)
+	b = append(b, `,"object":"text_completion","created":`...)
+	if len(c.created) > 0 {
+		b = append(b, c.created...)
+	} else {
+		b = append(b, '0')
+	}
+	b = append(b, `,"model":`...)
+	b = jsonw.AppendString(b, req.Model)
+	b = append(b, `,"choices":[`...)
+	for j, ch := range choices {
+		if j > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"index":`...)
+		b = strconv.AppendInt(b, int64(j), 10)
+		for _, k := range ch.keys {
+			b = append(b, ',')
+			b = jsonw.AppendString(b, k)
+			b = append(b, ':')
+			b = append(b, ch.members[k]...)
+		}
+		b = append(b, '}')
+	}
+	b = append(b, `],"usage":{"prompt_tokens":`...)
+	b = strconv.AppendInt(b, int64(u.PromptTokens), 10)
+	b = append(b, `,"completion_tokens":`...)
+	b = strconv.AppendInt(b, int64(u.CompletionTokens), 10)
+	b = append(b, `,"total_tokens":`...)
+	b = strconv.AppendInt(b, int64(u.TotalTokens), 10)
+	b = append(b, '}')
+	if len(c.fingerprint) > 0 && string(c.fingerprint) != "null" {
+		b = append(b, `,"system_fingerprint":`...)
+		b = append(b, c.fingerprint...)
+	}
+	return append(b, '}')
 }
 
 // apportion splits total in proportion to weights (equally when they sum to

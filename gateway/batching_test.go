@@ -2,15 +2,21 @@ package gateway
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"math"
+	"net/http"
+	"net/http/httptest"
 	"runtime"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,6 +25,8 @@ import (
 	"github.com/accelgate/accelgate/backends"
 	"github.com/accelgate/accelgate/backends/emulator"
 	"github.com/accelgate/accelgate/backends/fakeclock"
+	"github.com/accelgate/accelgate/backends/fleet"
+	"github.com/accelgate/accelgate/backends/upstream"
 	"github.com/accelgate/accelgate/batcher"
 	"github.com/accelgate/accelgate/router"
 )
@@ -186,6 +194,7 @@ type answer struct {
 	status int
 	body   []byte
 	cost   string
+	id     string // x-request-id
 }
 
 // post sends a request from its own goroutine; the answer arrives on the
@@ -208,7 +217,8 @@ func (e *testEnv) post(path, body string, headers ...string) <-chan answer {
 			ch <- answer{status: -1, body: []byte(err.Error())}
 			return
 		}
-		ch <- answer{status: resp.StatusCode(), body: slices.Clone(resp.Body()), cost: string(resp.Header.Peek(HeaderCost))}
+		ch <- answer{status: resp.StatusCode(), body: slices.Clone(resp.Body()), cost: string(resp.Header.Peek(HeaderCost)),
+			id: string(resp.Header.Peek(HeaderRequestID))}
 	}()
 	return ch
 }
@@ -391,10 +401,10 @@ func TestBatchEmbeddingsMerged(t *testing.T) {
 	}
 }
 
-// TestBatchEmbeddingsUpstreamIndividual: on an OpenAI upstream (no DoBatch)
-// an embeddings batch runs its members as individual calls, each caller
-// getting its own answer.
-func TestBatchEmbeddingsUpstreamIndividual(t *testing.T) {
+// TestBatchEmbeddingsUpstreamMergedCanonical: on an upstream without DoBatch
+// that returns canonical embeddings (no raw body), an embeddings batch is one
+// merged call whose vectors are split back per caller.
+func TestBatchEmbeddingsUpstreamMergedCanonical(t *testing.T) {
 	f := &upstreamFake{calls: make(chan *backends.Request, 16),
 		desc: &backends.Descriptor{Name: "t0", Profile: ksProfile(), PricePerHour: 3.6, Models: []string{"emb"}}}
 	e := newBatchEnv(t, f, map[string]batcher.Config{"emb": fixedCfg(3)})
@@ -411,8 +421,11 @@ func TestBatchEmbeddingsUpstreamIndividual(t *testing.T) {
 			t.Fatalf("caller %d: %d %s", k, a.status, a.body)
 		}
 	}
-	if n := len(f.calls); n != 2 {
-		t.Fatalf("%d upstream calls, want 2", n)
+	if n := len(f.calls); n != 1 {
+		t.Fatalf("%d upstream calls, want 1", n)
+	}
+	if c := <-f.calls; len(c.Inputs) != 3 {
+		t.Fatalf("merged call with inputs %q", c.Inputs)
 	}
 }
 
@@ -665,5 +678,489 @@ func TestStreamAdmissionBeforeHeaders(t *testing.T) {
 	f.gate <- struct{}{}
 	if a := <-second; a.status != 200 || !strings.Contains(string(a.body), "data: [DONE]") {
 		t.Fatalf("second: %d %s", a.status, a.body)
+	}
+}
+
+// openaiFake is an OpenAI-compatible upstream (served by httptest behind a
+// real upstream.Backend). It sends every call on calls and answers:
+// embeddings: input s → [len(s), s[0]] (little-endian float32 in base64 when
+// asked), the data in reverse order, prompt_tokens 1000 + the inputs' bytes,
+// and 400 when an input is "bad"; completions: prompt p, choice c → text
+// "p#c" at index p's position × n + c, prompt_tokens 100 per prompt,
+// completion_tokens the texts' bytes; streams as server-sent events. A
+// non-zero status fails every call with it.
+type openaiFake struct {
+	calls  chan fakeCall
+	status atomic.Int32
+}
+
+type fakeCall struct {
+	path, model, format string
+	items               []string // input or prompt
+	array               bool     // sent as an array
+	n                   int
+	stream              bool
+	temperature         float64
+}
+
+func newOpenAIEnv(t *testing.T, f *openaiFake, cfgs map[string]batcher.Config) *testEnv {
+	t.Helper()
+	srv := httptest.NewServer(f)
+	t.Cleanup(srv.Close)
+	desc := &backends.Descriptor{Name: "vllm-0", Profile: testProfile("test-gpu", 3.6), Models: []string{"llm", "emb"},
+		Transport: fleet.TransportOpenAI, PricePerHour: 3.6}
+	up, err := upstream.New(desc, upstream.Config{URL: srv.URL, ModelNames: map[string]string{"emb": "org/emb-v1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = up.Close() })
+	return newBatchEnv(t, up, cfgs)
+}
+
+func (f *openaiFake) next(t *testing.T) fakeCall {
+	t.Helper()
+	select {
+	case c := <-f.calls:
+		return c
+	case <-time.After(10 * time.Second): // a safety bound, not a synchronisation
+		t.Fatal("the upstream saw no call")
+	}
+	return fakeCall{}
+}
+
+func (f *openaiFake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	var in struct {
+		Model          string          `json:"model"`
+		Input          json.RawMessage `json:"input"`
+		Prompt         json.RawMessage `json:"prompt"`
+		N              int             `json:"n"`
+		Stream         bool            `json:"stream"`
+		EncodingFormat string          `json:"encoding_format"`
+		Temperature    float64         `json:"temperature"`
+	}
+	_ = json.Unmarshal(body, &in)
+	c := fakeCall{path: r.URL.Path, model: in.Model, format: in.EncodingFormat, n: max(in.N, 1), stream: in.Stream, temperature: in.Temperature}
+	raw := in.Input
+	if r.URL.Path == "/v1/completions" {
+		raw = in.Prompt
+	}
+	if c.array = len(raw) > 0 && raw[0] == '['; c.array {
+		_ = json.Unmarshal(raw, &c.items)
+	} else {
+		var s string
+		_ = json.Unmarshal(raw, &s)
+		c.items = []string{s}
+	}
+	f.calls <- c
+	w.Header().Set("Content-Type", "application/json")
+	if st := int(f.status.Load()); st != 0 {
+		w.WriteHeader(st)
+		fmt.Fprintf(w, `{"error":{"message":"fake failure %d","type":"server_error"}}`, st)
+		return
+	}
+	switch r.URL.Path {
+	case "/v1/embeddings":
+		if slices.Contains(c.items, "bad") {
+			w.WriteHeader(http.StatusBadRequest)
+			fmt.Fprint(w, `{"error":{"message":"input \"bad\" is too long","type":"invalid_request_error","param":"input"}}`)
+			return
+		}
+		var data []string
+		tokens := 1000
+		for i := len(c.items) - 1; i >= 0; i-- {
+			s := c.items[i]
+			tokens += len(s)
+			v := []float32{float32(len(s)), float32(s[0])}
+			var vec string
+			if c.format == "base64" {
+				var b []byte
+				for _, x := range v {
+					b = binary.LittleEndian.AppendUint32(b, math.Float32bits(x))
+				}
+				vec = `"` + base64.StdEncoding.EncodeToString(b) + `"`
+			} else {
+				js, _ := json.Marshal(v)
+				vec = string(js)
+			}
+			data = append(data, fmt.Sprintf(`{"object":"embedding","index":%d,"embedding":%s}`, i, vec))
+		}
+		fmt.Fprintf(w, `{"object":"list","data":[%s],"model":%q,"usage":{"prompt_tokens":%d,"total_tokens":%d}}`,
+			strings.Join(data, ","), c.model, tokens, tokens)
+	case "/v1/completions":
+		var choices []string
+		completion := 0
+		for pi, p := range c.items {
+			for k := range c.n {
+				text := fmt.Sprintf("%s#%d", p, k)
+				completion += len(text)
+				choices = append(choices, fmt.Sprintf(`{"index":%d,"text":%q,"logprobs":null,"finish_reason":"length"}`, pi*c.n+k, text))
+			}
+		}
+		if c.stream {
+			w.Header().Set("Content-Type", "text/event-stream")
+			for _, ch := range choices {
+				fmt.Fprintf(w, "data: {\"id\":\"cmpl-up\",\"object\":\"text_completion\",\"model\":%q,\"choices\":[%s]}\n\n", c.model, ch)
+			}
+			fmt.Fprint(w, "data: [DONE]\n\n")
+			return
+		}
+		prompt := 100 * len(c.items)
+		fmt.Fprintf(w, `{"id":"cmpl-up","object":"text_completion","created":1700000000,"model":%q,"choices":[%s],"usage":{"prompt_tokens":%d,"completion_tokens":%d,"total_tokens":%d}}`,
+			c.model, strings.Join(choices, ","), prompt, completion, prompt+completion)
+	default:
+		http.NotFound(w, r)
+	}
+}
+
+// embRawAnswer is an embeddings answer with the vectors as sent.
+type embRawAnswer struct {
+	Object string `json:"object"`
+	Model  string `json:"model"`
+	Data   []struct {
+		Object    string          `json:"object"`
+		Index     int             `json:"index"`
+		Embedding json.RawMessage `json:"embedding"`
+	} `json:"data"`
+	Usage struct {
+		PromptTokens int `json:"prompt_tokens"`
+		TotalTokens  int `json:"total_tokens"`
+	} `json:"usage"`
+}
+
+// vector decodes an embedding sent as a float array or base64.
+func vector(t *testing.T, raw json.RawMessage) []float32 {
+	t.Helper()
+	var v []float32
+	if len(raw) > 0 && raw[0] == '"' {
+		var s string
+		_ = json.Unmarshal(raw, &s)
+		b, err := base64.StdEncoding.DecodeString(s)
+		if err != nil {
+			t.Fatalf("embedding %s: %v", raw, err)
+		}
+		for i := 0; i+4 <= len(b); i += 4 {
+			v = append(v, math.Float32frombits(binary.LittleEndian.Uint32(b[i:])))
+		}
+		return v
+	}
+	if err := json.Unmarshal(raw, &v); err != nil {
+		t.Fatalf("embedding %s: %v", raw, err)
+	}
+	return v
+}
+
+// checkEmbeddings checks that a caller got exactly its inputs' vectors,
+// indexed from 0, under the public model name, and returns its prompt tokens.
+func checkEmbeddings(t *testing.T, who string, a answer, inputs []string, base64 bool) int {
+	t.Helper()
+	if a.status != 200 {
+		t.Fatalf("%s: %d %s", who, a.status, a.body)
+	}
+	var r embRawAnswer
+	if err := json.Unmarshal(a.body, &r); err != nil {
+		t.Fatalf("%s: %v: %s", who, err, a.body)
+	}
+	if r.Object != "list" || r.Model != "emb" || len(r.Data) != len(inputs) {
+		t.Fatalf("%s: %s, want %d vectors of model emb", who, a.body, len(inputs))
+	}
+	for i, in := range inputs {
+		d := r.Data[i]
+		if d.Object != "embedding" || d.Index != i || (d.Embedding[0] == '"') != base64 {
+			t.Fatalf("%s: data[%d] = %+v (base64 %v)", who, i, d, base64)
+		}
+		if v := vector(t, d.Embedding); !slices.Equal(v, []float32{float32(len(in)), float32(in[0])}) {
+			t.Fatalf("%s: vector %d is %v, not its input %q's", who, i, v, in)
+		}
+	}
+	if r.Usage.PromptTokens <= 0 || r.Usage.TotalTokens != r.Usage.PromptTokens {
+		t.Fatalf("%s: usage %+v", who, r.Usage)
+	}
+	return r.Usage.PromptTokens
+}
+
+// contiguous reports whether want appears in items as one run.
+func contiguous(items, want []string) bool {
+	for i := range items {
+		if i+len(want) <= len(items) && slices.Equal(items[i:i+len(want)], want) {
+			return true
+		}
+	}
+	return false
+}
+
+// TestBatchEmbeddingsOpenAIOneCall: three concurrent embeddings requests of
+// 1, 3 and 2 distinct inputs reach an OpenAI upstream as ONE call with the
+// 6 inputs (each caller's contiguous, under the upstream's model name), and
+// each caller gets exactly its own vectors, re-indexed from 0, under the
+// public model name, with usage summing to the upstream's.
+func TestBatchEmbeddingsOpenAIOneCall(t *testing.T) {
+	f := &openaiFake{calls: make(chan fakeCall, 64)}
+	e := newOpenAIEnv(t, f, map[string]batcher.Config{"emb": fixedCfg(6)})
+	inputs := [][]string{{"a"}, {"bb", "ccc", "dddd"}, {"eeeee", "ffffff"}}
+	var chans []<-chan answer
+	for _, in := range inputs {
+		js, _ := json.Marshal(map[string]any{"model": "emb", "input": in, "dimensions": 2})
+		chans = append(chans, e.post("/v1/embeddings", string(js)))
+	}
+	c := f.next(t)
+	if c.path != "/v1/embeddings" || c.model != "org/emb-v1" || !c.array || len(c.items) != 6 {
+		t.Fatalf("upstream call %+v, want one call with 6 inputs", c)
+	}
+	upstreamTokens := 1000
+	for _, in := range inputs {
+		if !contiguous(c.items, in) {
+			t.Fatalf("merged inputs %q do not hold %q in order", c.items, in)
+		}
+		for _, s := range in {
+			upstreamTokens += len(s)
+		}
+	}
+	sum := 0
+	for k, ch := range chans {
+		sum += checkEmbeddings(t, fmt.Sprintf("caller %d", k), <-ch, inputs[k], false)
+	}
+	if sum != upstreamTokens {
+		t.Fatalf("callers' prompt tokens sum to %d, the upstream reported %d", sum, upstreamTokens)
+	}
+	select {
+	case c := <-f.calls:
+		t.Fatalf("a second upstream call: %+v", c)
+	default:
+	}
+}
+
+// TestBatchEmbeddingsOpenAIFormatsNotMixed: a float request and a base64
+// request never share a call (the float one runs alone), while two base64
+// requests merge, each caller getting base64 vectors as the upstream
+// encoded them.
+func TestBatchEmbeddingsOpenAIFormatsNotMixed(t *testing.T) {
+	f := &openaiFake{calls: make(chan fakeCall, 64)}
+	e := newOpenAIEnv(t, f, map[string]batcher.Config{"emb": fixedCfg(2)})
+	d := e.srv.Dispatcher()
+	a := e.post("/v1/embeddings", `{"model":"emb","input":"aa"}`)
+	waitFor(t, "the float request queued", func() bool { return d.batchers[0].Len() == 1 })
+	b := e.post("/v1/embeddings", `{"model":"emb","input":["bbb"],"encoding_format":"base64"}`)
+	// Two rows are queued, so the queue dispatches, but the base64 request
+	// cannot join the float one: it runs alone.
+	if c := f.next(t); !slices.Equal(c.items, []string{"aa"}) || c.format != "" {
+		t.Fatalf("first call %+v, want the float request alone", c)
+	}
+	checkEmbeddings(t, "float", <-a, []string{"aa"}, false)
+	c := e.post("/v1/embeddings", `{"encoding_format": "base64", "input":["c"], "model":"emb"}`)
+	if call := f.next(t); !slices.Equal(call.items, []string{"bbb", "c"}) || call.format != "base64" {
+		t.Fatalf("second call %+v, want the two base64 requests merged", call)
+	}
+	checkEmbeddings(t, "base64 b", <-b, []string{"bbb"}, true)
+	checkEmbeddings(t, "base64 c", <-c, []string{"c"}, true)
+}
+
+// TestBatchEmbeddingsOpenAIFailure: a merged call that fails (503) fails
+// every member, once, with an error that says the batch may be retried
+// elsewhere (it wraps backends.ErrUnavailable).
+func TestBatchEmbeddingsOpenAIFailure(t *testing.T) {
+	f := &openaiFake{calls: make(chan fakeCall, 64)}
+	f.status.Store(http.StatusServiceUnavailable)
+	srv := httptest.NewServer(f)
+	defer srv.Close()
+	desc := &backends.Descriptor{Name: "vllm-0", Profile: testProfile("test-gpu", 3.6), Models: []string{"emb"}, Transport: fleet.TransportOpenAI, PricePerHour: 3.6}
+	up, err := upstream.New(desc, upstream.Config{URL: srv.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer up.Close()
+	d, err := NewDispatcher([]backends.Backend{up}, testModels(), router.Config{}, backends.RealClock, WithBatching(map[string]batcher.Config{"emb": fixedCfg(3)}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	m := d.Models()["emb"]
+	var wg sync.WaitGroup
+	for k, body := range []string{`{"model":"emb","input":"x"}`, `{"model":"emb","input":["yy","zz"]}`} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req := &backends.Request{ID: "e" + strconv.Itoa(k), Priority: backends.Standard, Body: []byte(body)}
+			if _, err := decodeEmbedding(req.Body, req); err != nil {
+				t.Error(err)
+				return
+			}
+			req.Arrival = time.Now()
+			req.Deadline = req.Arrival.Add(time.Minute)
+			ctx, cancel := context.WithDeadline(context.Background(), req.Deadline)
+			defer cancel()
+			_, _, err := d.Do(ctx, req, m)
+			if !errors.Is(err, backends.ErrUnavailable) || !strings.Contains(err.Error(), "a batch of 2 requests failed") ||
+				!strings.Contains(err.Error(), "retryable elsewhere") {
+				t.Errorf("member %d: %v", k, err)
+			}
+		}()
+	}
+	wg.Wait()
+	if n := len(f.calls); n != 1 {
+		t.Fatalf("%d upstream calls, want the one merged call", n)
+	}
+}
+
+// TestBatchEmbeddingsOpenAIRejectedRunsEach: when the upstream rejects a
+// merged call as the request's fault (400: one member's input), the members
+// run again one by one, so the others still get their answers.
+func TestBatchEmbeddingsOpenAIRejectedRunsEach(t *testing.T) {
+	f := &openaiFake{calls: make(chan fakeCall, 64)}
+	e := newOpenAIEnv(t, f, map[string]batcher.Config{"emb": fixedCfg(2)})
+	good := e.post("/v1/embeddings", `{"model":"emb","input":"good"}`)
+	bad := e.post("/v1/embeddings", `{"model":"emb","input":"bad"}`)
+	checkEmbeddings(t, "good", <-good, []string{"good"}, false)
+	if a := <-bad; a.status != 400 || !strings.Contains(string(a.body), "too long") {
+		t.Fatalf("bad: %d %s", a.status, a.body)
+	}
+	if c := f.next(t); len(c.items) != 2 {
+		t.Fatalf("first call %+v, want the merged call", c)
+	}
+	if n := len(f.calls); n != 2 {
+		t.Fatalf("%d calls after the merged one, want 2 (one per member)", n)
+	}
+}
+
+type cmplAnswer struct {
+	ID      string `json:"id"`
+	Object  string `json:"object"`
+	Model   string `json:"model"`
+	Choices []struct {
+		Index        int    `json:"index"`
+		Text         string `json:"text"`
+		FinishReason string `json:"finish_reason"`
+	} `json:"choices"`
+	Usage struct {
+		PromptTokens     int `json:"prompt_tokens"`
+		CompletionTokens int `json:"completion_tokens"`
+		TotalTokens      int `json:"total_tokens"`
+	} `json:"usage"`
+}
+
+// checkCompletion checks that a caller got its prompt's n choices, indexed
+// from 0, and returns its prompt and completion tokens.
+// A merged call's answer carries the caller's request ID; a call of one
+// member relays the upstream's body as is.
+func checkCompletion(t *testing.T, who string, a answer, prompt string, n int, merged bool) (int, int) {
+	t.Helper()
+	if a.status != 200 {
+		t.Fatalf("%s: %d %s", who, a.status, a.body)
+	}
+	var r cmplAnswer
+	if err := json.Unmarshal(a.body, &r); err != nil {
+		t.Fatalf("%s: %v: %s", who, err, a.body)
+	}
+	if r.Object != "text_completion" || r.Model != "llm" || (merged && r.ID != a.id) || len(r.Choices) != n {
+		t.Fatalf("%s (request %s): %s", who, a.id, a.body)
+	}
+	for k, c := range r.Choices {
+		if c.Index != k || c.Text != fmt.Sprintf("%s#%d", prompt, k) || c.FinishReason != "length" {
+			t.Fatalf("%s: choice %d is %+v, not its prompt %q's", who, k, c, prompt)
+		}
+	}
+	if r.Usage.PromptTokens <= 0 || r.Usage.TotalTokens != r.Usage.PromptTokens+r.Usage.CompletionTokens {
+		t.Fatalf("%s: usage %+v", who, r.Usage)
+	}
+	return r.Usage.PromptTokens, r.Usage.CompletionTokens
+}
+
+// TestBatchCompletionsOpenAIMerged: two non-streaming completions whose
+// bodies differ only in their prompt (key order and spacing aside) reach an
+// OpenAI upstream as one call with a 2-element prompt array; each caller
+// gets its own prompt's choices (n = 2), re-indexed from 0, under its own
+// ID, with usage summing to the upstream's.
+func TestBatchCompletionsOpenAIMerged(t *testing.T) {
+	f := &openaiFake{calls: make(chan fakeCall, 64)}
+	e := newOpenAIEnv(t, f, map[string]batcher.Config{"llm": fixedCfg(4)})
+	prompts := []string{"alpha", "beta"}
+	chans := []<-chan answer{
+		e.post("/v1/completions", `{"model":"llm","prompt":"alpha","temperature":0.5,"max_tokens":8,"n":2}`),
+		e.post("/v1/completions", `{"n": 2, "max_tokens": 8, "prompt": "beta", "model": "llm", "temperature": 0.5}`),
+	}
+	c := f.next(t)
+	if c.path != "/v1/completions" || !c.array || len(c.items) != 2 || c.n != 2 || c.stream ||
+		!slices.Contains(c.items, "alpha") || !slices.Contains(c.items, "beta") {
+		t.Fatalf("upstream call %+v, want one call with both prompts", c)
+	}
+	var prompt, completion int
+	for k, ch := range chans {
+		p, cpl := checkCompletion(t, prompts[k], <-ch, prompts[k], 2, true)
+		prompt, completion = prompt+p, completion+cpl
+	}
+	if want := len("alpha#0")*2 + len("beta#0")*2; prompt != 200 || completion != want {
+		t.Fatalf("usage sums to %d prompt, %d completion tokens; the upstream reported 200, %d", prompt, completion, want)
+	}
+	if n := len(f.calls); n != 0 {
+		t.Fatalf("%d more upstream calls", n)
+	}
+}
+
+// TestBatchCompletionsOpenAITemperatureNotMerged: completions with
+// different temperatures never share a call; those with the same do.
+func TestBatchCompletionsOpenAITemperatureNotMerged(t *testing.T) {
+	f := &openaiFake{calls: make(chan fakeCall, 64)}
+	e := newOpenAIEnv(t, f, map[string]batcher.Config{"llm": fixedCfg(2)})
+	d := e.srv.Dispatcher()
+	a := e.post("/v1/completions", `{"model":"llm","prompt":"a","temperature":0.5}`)
+	waitFor(t, "the first completion queued", func() bool { return d.batchers[0].Len() == 1 })
+	b := e.post("/v1/completions", `{"model":"llm","prompt":"b","temperature":0.7}`)
+	if c := f.next(t); c.array || !slices.Equal(c.items, []string{"a"}) || c.temperature != 0.5 {
+		t.Fatalf("first call %+v, want the 0.5 completion alone, as sent", c)
+	}
+	checkCompletion(t, "a", <-a, "a", 1, false)
+	c := e.post("/v1/completions", `{"model":"llm","prompt":"c","temperature":0.7}`)
+	if call := f.next(t); !slices.Equal(call.items, []string{"b", "c"}) || call.temperature != 0.7 {
+		t.Fatalf("second call %+v, want the two 0.7 completions merged", call)
+	}
+	checkCompletion(t, "b", <-b, "b", 1, true)
+	checkCompletion(t, "c", <-c, "c", 1, true)
+}
+
+// TestBatchCompletionStreamsNeverMerged: streaming completions pass the
+// admission queue and run as calls of their own, however the queue is set.
+func TestBatchCompletionStreamsNeverMerged(t *testing.T) {
+	f := &openaiFake{calls: make(chan fakeCall, 64)}
+	e := newOpenAIEnv(t, f, map[string]batcher.Config{"llm": fixedCfg(2)})
+	x := e.post("/v1/completions", `{"model":"llm","prompt":"x","stream":true}`)
+	y := e.post("/v1/completions", `{"model":"llm","prompt":"y","stream":true}`)
+	for _, ch := range []<-chan answer{x, y} {
+		if a := <-ch; a.status != 200 || !strings.Contains(string(a.body), "data: [DONE]") {
+			t.Fatalf("stream: %d %s", a.status, a.body)
+		}
+	}
+	for range 2 {
+		if c := f.next(t); c.array || len(c.items) != 1 || !c.stream {
+			t.Fatalf("stream call %+v, want one prompt as sent", c)
+		}
+	}
+}
+
+// TestBatchKeyCanonical: the batch key ignores key order, spacing and the
+// merged member, and leaves out encoding_format "float" (the default).
+func TestBatchKeyCanonical(t *testing.T) {
+	for _, c := range []struct {
+		a, b string
+		skip string
+		same bool
+	}{
+		{`{"model":"m","input":"a","dimensions":256}`, `{ "dimensions" : 256, "input":["b","c"], "model":"m" }`, "input", true},
+		{`{"model":"m","input":"a"}`, `{"model":"m","input":"b","encoding_format":"float"}`, "input", true},
+		{`{"model":"m","input":"a"}`, `{"model":"m","input":"b","encoding_format":"base64"}`, "input", false},
+		{`{"model":"m","input":"a","dimensions":256}`, `{"model":"m","input":"b","dimensions":512}`, "input", false},
+		{`{"model":"m","prompt":"a","temperature":0.5,"stop":["END"]}`, `{"stop":[ "END" ],"prompt":"b","temperature":0.5,"model":"m"}`, "prompt", true},
+		{`{"model":"m","prompt":"a","temperature":0.5}`, `{"model":"m","prompt":"a","temperature":0.5,"top_p":0.9}`, "prompt", false},
+	} {
+		ka, kb := batchKey([]byte(c.a), c.skip, c.skip == "input"), batchKey([]byte(c.b), c.skip, c.skip == "input")
+		if (ka == kb) != c.same {
+			t.Errorf("%s vs %s: keys %s and %s, same %v", c.a, c.b, ka, kb, c.same)
+		}
+	}
+	req := &backends.Request{}
+	if err := decodeLLM(backends.OpCompletion, []byte(`{"model":"m","prompt":"a","stream":true}`), req); err != nil || req.BatchKey != "" {
+		t.Fatalf("a stream has key %q (%v)", req.BatchKey, err)
+	}
+	if err := decodeLLM(backends.OpChat, []byte(`{"model":"m","messages":[{"role":"user","content":"a"}]}`), req); err != nil || req.BatchKey != "" {
+		t.Fatalf("chat has key %q (%v)", req.BatchKey, err)
 	}
 }
