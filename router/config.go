@@ -53,7 +53,7 @@ type Config struct {
 	Margin float64 `yaml:"margin"`
 	// Quantiles are the quantiles of the online model's error that make a
 	// prediction's margin, per priority class: the latency compared with
-	// a critical request's SLO is the prediction scaled by the 98th
+	// a critical request's SLO is the prediction scaled by the 99th
 	// percentile of recent observed/predicted ratios, a standard one's by
 	// the 94th, a sheddable one's by the 85th (the defaults, tuned in the
 	// simulator on the default fleet: see the README). Higher quantiles
@@ -114,7 +114,7 @@ func (q Quantiles) byPriority() [backends.NumPriorities]float64 {
 // SetDefaults fills unset fields with their documented defaults.
 func (c *Config) SetDefaults() {
 	if c.Quantiles.Critical == 0 {
-		c.Quantiles.Critical = 0.98
+		c.Quantiles.Critical = 0.99
 	}
 	if c.Quantiles.Standard == 0 {
 		c.Quantiles.Standard = 0.94

@@ -88,8 +88,8 @@ func TestSimulateWritesReports(t *testing.T) {
 	if err := json.Unmarshal(b, &env); err != nil {
 		t.Fatal(err)
 	}
-	if env.Fleet != "default" || env.Scenario != "edge-failure" || len(env.Runs) != 6 || env.Runs[0].Policy != "accelgate" ||
-		env.Runs[3].Load != 0.4 || env.Runs[5].Requests != 2000 {
+	if env.Fleet != "default" || env.Scenario != "edge-failure" || len(env.Runs) != 16 || env.Runs[0].Policy != "accelgate" ||
+		env.Runs[8].Load != 0.4 || env.Runs[15].Requests != 2000 {
 		t.Errorf("envelope %+v", env)
 	}
 	if h, err := os.ReadFile(htmlPath); err != nil || !bytes.Contains(h, []byte("fastest@0.4")) {
