@@ -320,7 +320,12 @@ func (b *Batcher) fire(gen uint64) {
 func (b *Batcher) Evict() []*backends.Request {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	out := b.core.Evict(b.clock.Now(), nil)
+	return b.handBackLocked(b.core.Evict(b.clock.Now(), nil))
+}
+
+// handBackLocked ends the waits of requests taken out of the core with
+// ErrEvicted and returns them.
+func (b *Batcher) handBackLocked(out []*backends.Request) []*backends.Request {
 	for _, r := range out {
 		if w := b.waiters[r.ID]; w != nil {
 			delete(b.waiters, r.ID)
@@ -336,15 +341,7 @@ func (b *Batcher) Evict() []*backends.Request {
 func (b *Batcher) EvictAll() []*backends.Request {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	out := b.core.EvictAll(nil)
-	for _, r := range out {
-		if w := b.waiters[r.ID]; w != nil {
-			delete(b.waiters, r.ID)
-			w.finish(nil, ErrEvicted)
-		}
-	}
-	b.rearmLocked()
-	return out
+	return b.handBackLocked(b.core.EvictAll(nil))
 }
 
 // Len is the number of queued requests.

@@ -26,9 +26,12 @@ type Call struct {
 // into resp, and the body too (at most maxBody bytes) unless resp.StreamBody is
 // set. The connection carries ctx's deadline, and when ctx ends whatever I/O
 // is blocked on it is interrupted; the connection is then closed rather than
-// reused. A reused connection that turns out to be closed by the server
-// before any byte of the response came back is discarded and the request sent
-// again on another one: the server never saw it.
+// reused. A reused connection is checked before the request is written: one
+// the server closed while it sat idle (end of file pending) is discarded and
+// another taken. Once the request is written it is never sent again — the
+// server may have received it, and inference is not idempotent (a retry
+// elsewhere is the dispatcher's decision) — except when writing itself
+// failed on a reused connection the server had closed.
 //
 // The error is the transport's own (callers classify it with ContextError).
 // On success the caller reads what is left of the response and then calls
@@ -39,6 +42,10 @@ func (p *Pool) Exchange(ctx context.Context, hreq *fasthttp.Request, resp *fasth
 		pc, reused, err := p.get(ctx)
 		if err != nil {
 			return Call{}, err
+		}
+		if reused && closedByPeer(pc) {
+			p.put(pc, false)
+			continue
 		}
 		if !deadline.IsZero() {
 			_ = pc.nc.SetDeadline(deadline)
@@ -52,14 +59,15 @@ func (p *Pool) Exchange(ctx context.Context, hreq *fasthttp.Request, resp *fasth
 		if err == nil {
 			err = pc.bw.Flush()
 		}
-		if err == nil {
-			_, err = pc.br.Peek(1)
-		}
 		if err != nil {
 			c.Finish(false)
 			if reused && ctx.Err() == nil && isStale(err) {
-				continue
+				continue // the server closed it: it never read this request
 			}
+			return Call{}, err
+		}
+		if _, err = pc.br.Peek(1); err != nil {
+			c.Finish(false)
 			return Call{}, err
 		}
 		if err := resp.ReadLimitBody(pc.br, maxBody); err != nil {
@@ -68,6 +76,16 @@ func (p *Pool) Exchange(ctx context.Context, hreq *fasthttp.Request, resp *fasth
 		}
 		return c, nil
 	}
+}
+
+// closedByPeer reports whether an idle connection was closed by the server
+// or has unexpected bytes pending (an idle HTTP/1.1 connection has nothing
+// to read), without blocking (peekClosed).
+func closedByPeer(pc *conn) bool {
+	if pc.br.Buffered() > 0 {
+		return true
+	}
+	return peekClosed(pc.nc)
 }
 
 // Finish ends the call: the connection goes back to the pool when reuse is

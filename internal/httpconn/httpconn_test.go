@@ -1,11 +1,14 @@
 package httpconn
 
 import (
+	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -166,4 +169,96 @@ func TestExchangeInterrupted(t *testing.T) {
 	if cerr := ContextError(context.Background(), time.Time{}, errors.New("boom")); cerr != nil {
 		t.Fatalf("ContextError(boom) = %v", cerr)
 	}
+}
+
+// TestNoResendAfterWrite: a server that reads a request on a reused
+// connection and then drops the connection without answering may have acted
+// on it, so the request is not sent again (inference is not idempotent).
+// A reused connection the server had already closed while idle is detected
+// before writing and replaced, so that request does go out once.
+func TestNoResendAfterWrite(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var seen atomic.Int32
+	closeIdle := make(chan struct{}, 4)
+	go func() {
+		for k := 0; ; k++ {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func(k int, c net.Conn) {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					var req fasthttp.Request
+					if req.Read(br) != nil {
+						return
+					}
+					n := seen.Add(1)
+					if n == 2 {
+						return // read it, then drop the connection unanswered
+					}
+					fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+					if n == 3 {
+						closeIdle <- struct{}{}
+						return // an idle timeout: closed after answering
+					}
+				}
+			}(k, c)
+		}
+	}()
+	p := NewPool(ln.Addr().String(), nil, 1, time.Second)
+	defer p.Close()
+	req := newRequest("/x")
+	defer fasthttp.ReleaseRequest(req)
+	do := func() error {
+		var resp fasthttp.Response
+		c, err := p.Exchange(context.Background(), req, &resp, 1<<20)
+		if err == nil {
+			c.Finish(true)
+		}
+		return err
+	}
+	if err := do(); err != nil {
+		t.Fatal(err)
+	}
+	if err := do(); err == nil {
+		t.Fatal("the dropped request succeeded")
+	}
+	if n := seen.Load(); n != 2 {
+		t.Fatalf("the server saw %d requests, want 2: the dropped one was sent again", n)
+	}
+	if err := do(); err != nil { // fresh connection; the server closes it afterwards
+		t.Fatal(err)
+	}
+	<-closeIdle
+	// The pooled connection is now closed by the server: detected before
+	// the write, replaced, and the request is sent once.
+	deadline := time.Now().Add(5 * time.Second)
+	for p.IdleCount() == 1 && !peekClosedSoon(p) && time.Now().Before(deadline) {
+		runtime.Gosched()
+	}
+	if err := do(); err != nil {
+		t.Fatalf("after an idle close: %v", err)
+	}
+	if n := seen.Load(); n != 4 {
+		t.Fatalf("the server saw %d requests, want 4", n)
+	}
+}
+
+// peekClosedSoon reports whether the pool's idle connection already shows
+// the server's close (the FIN may take a moment on a loaded machine).
+func peekClosedSoon(p *Pool) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, pc := range p.idle {
+		if peekClosed(pc.nc) {
+			return true
+		}
+	}
+	return false
 }
