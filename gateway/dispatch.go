@@ -308,7 +308,17 @@ func (d *Dispatcher) SetExternal(i int, e router.External) {
 // placed again elsewhere. On success the placement holds the admission; Run
 // it (or Cancel it) exactly once.
 func (d *Dispatcher) PlaceAdmitted(ctx context.Context, req *backends.Request, m *backends.Model) (Placement, error) {
-	exclude := -1
+	if d.retry != nil {
+		d.retry.Deposit(d.clock.Now()) // a first attempt: traffic the retry budget is a share of
+	}
+	return d.placeAdmitted(ctx, req, m, -1)
+}
+
+// placeAdmitted is PlaceAdmitted avoiding backend exclude (-1: none).
+func (d *Dispatcher) placeAdmitted(ctx context.Context, req *backends.Request, m *backends.Model, exclude int) (Placement, error) {
+	if m2, err := d.resolve(m); err == nil {
+		m = m2
+	}
 	for attempt := 0; ; attempt++ {
 		p, err := d.Place(req, m, exclude)
 		if err != nil {
@@ -331,6 +341,25 @@ func (d *Dispatcher) PlaceAdmitted(ctx context.Context, req *backends.Request, m
 		}
 		exclude = p.dec.Index
 	}
+}
+
+// RetryStream places a stream again, on another backend than p's, after p
+// failed with err before anything was sent to the client but its headers:
+// a backend failure (backends.ErrUnavailable) within the hard timeout, the
+// attempt limit and the retry budget. ok is false when it may not be
+// retried; the caller then reports err.
+func (d *Dispatcher) RetryStream(ctx context.Context, p *Placement, req *backends.Request, m *backends.Model, attempt int, err error) (np Placement, ok bool) {
+	if p.d != nil && p.d != d {
+		return p.d.RetryStream(ctx, p, req, m, attempt, err)
+	}
+	if !errors.Is(err, backends.ErrUnavailable) || ctx.Err() != nil || attempt >= d.attempts {
+		return Placement{}, false
+	}
+	if d.retry != nil && !d.retry.Withdraw(d.clock.Now()) {
+		return Placement{}, false
+	}
+	np, perr := d.placeAdmitted(ctx, req, m, p.dec.Index)
+	return np, perr == nil
 }
 
 // missed reports whether a request that took elapsed missed its end-to-end

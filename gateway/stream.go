@@ -27,6 +27,7 @@ type sseWriter struct {
 	started [8]bool // role sent, per choice (small n); larger n use startedN
 	startN  []bool  // for n > len(started)
 	err     error   // first write error (client gone)
+	wrote   bool    // an event was written (a failure can no longer be retried elsewhere)
 }
 
 func (sw *sseWriter) roleSent(i int) bool {
@@ -47,6 +48,7 @@ func (sw *sseWriter) event(payload []byte) error {
 	if sw.err != nil {
 		return sw.err
 	}
+	sw.wrote = true
 	if _, err := sw.w.WriteString("data: "); err != nil {
 		sw.err = err
 		return err
@@ -174,13 +176,25 @@ func (s *Server) runStream(w *bufio.Writer, p *Placement, req *backends.Request,
 	ctx, cancel := context.WithDeadline(context.Background(), req.Deadline)
 	defer cancel()
 	sw := &sseWriter{w: w, req: req, created: created}
-	res, err := p.d.Run(ctx, p, req, m, sw.onChunk) // the generation that placed it
-	if sw.err != nil {
-		return // the client went away; the backend has been told to stop
-	}
-	if err != nil {
-		sw.fail(err)
+	for attempt := 1; ; attempt++ {
+		res, err := p.d.Run(ctx, p, req, m, sw.onChunk) // the generation that placed it
+		if sw.err != nil {
+			return // the client went away; the backend has been told to stop
+		}
+		if err != nil && !sw.wrote && sw.pending == nil {
+			// Nothing but the headers reached the client: a backend that
+			// failed may be replaced by another, like a non-streaming
+			// request's.
+			if np, ok := p.d.RetryStream(ctx, p, req, m, attempt, err); ok {
+				p = &np
+				continue
+			}
+		}
+		if err != nil {
+			sw.fail(err)
+			return
+		}
+		sw.finish(res)
 		return
 	}
-	sw.finish(res)
 }
