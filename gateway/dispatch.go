@@ -256,15 +256,22 @@ func (d *Dispatcher) Do(ctx context.Context, req *backends.Request, m *backends.
 	}
 	exclude := -1
 	var lastErr error
+	evicted := false // the last attempt was handed back unexecuted, not failed
+	evictions := 0
 	for attempt := 0; attempt < d.attempts; attempt++ {
 		p, err := d.Place(req, m, exclude)
+		if err != nil && evicted && errors.Is(err, backends.ErrNoBackend) {
+			// Handed back by the only backend that serves it: the request
+			// never ran, so it goes back there rather than failing.
+			p, err = d.Place(req, m, -1)
+		}
 		if err != nil {
 			if lastErr != nil && errors.Is(err, backends.ErrNoBackend) {
 				return nil, nil, lastErr
 			}
 			return nil, nil, err
 		}
-		if attempt > 0 && d.retry != nil && !d.retry.Withdraw(d.clock.Now()) {
+		if attempt > 0 && !evicted && d.retry != nil && !d.retry.Withdraw(d.clock.Now()) {
 			// The budget is spent (many requests are failing): the
 			// original error, rather than more load on the fleet.
 			d.Cancel(&p)
@@ -288,9 +295,17 @@ func (d *Dispatcher) Do(ctx context.Context, req *backends.Request, m *backends.
 			return nil, at, err
 		}
 		lastErr, exclude = err, failed
+		if evicted = errors.Is(err, batcher.ErrEvicted); evicted && evictions < maxEvictions {
+			evictions++
+			attempt-- // a re-placement, not a retry: it ran nowhere
+		}
 	}
 	return nil, nil, lastErr
 }
+
+// maxEvictions bounds how often one request is handed back by batchers and
+// placed again without counting as an attempt.
+const maxEvictions = 3
 
 // SetExternal passes backend i's self-reported load (a telemetry scrape) to
 // the router; the zero value forgets it. See router.Router.SetExternal.
