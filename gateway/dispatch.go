@@ -336,6 +336,9 @@ func (d *Dispatcher) placeAdmitted(ctx context.Context, req *backends.Request, m
 	}
 	for attempt := 0; ; attempt++ {
 		p, err := d.Place(req, m, exclude)
+		if err != nil && attempt > 0 && errors.Is(err, backends.ErrNoBackend) {
+			p, err = d.Place(req, m, -1) // handed back by the only backend: it never ran
+		}
 		if err != nil {
 			return Placement{}, err
 		}
