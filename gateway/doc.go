@@ -2,9 +2,15 @@
 // protocol-independent request pipeline behind them.
 //
 // It owns the HTTP front (Server, on valyala/fasthttp: the OpenAI-compatible
-// API, health and readiness), the Dispatcher (router → backend → feedback,
-// with retries within the hard timeout), and the one table that maps errors
-// to HTTP, gRPC and OpenAI statuses (errors.go).
+// API, KServe v2 REST, health, readiness and /metrics), the gRPC front
+// (grpc.go), the Dispatcher (router → batcher → backend → feedback, with
+// retries under a retry budget and hedging: retry.go, hedge.go), the checks
+// that watch backends (health.go: active probes and measured round trips;
+// metadata.go: KServe metadata; telemetry.go: upstream metrics), the
+// response cache (cache.go), fleet generations for reload without downtime
+// (reload.go: a DispatcherRef read once per request; placements remember
+// their generation, which is drained before it is closed), and the one table
+// that maps errors to HTTP, gRPC and OpenAI statuses (errors.go).
 //
 // How a request passes through it:
 //
@@ -15,18 +21,24 @@
 //     everything it keeps out of fasthttp's buffers (they are reused after
 //     the handler returns), resolves the model, and applies the client's
 //     class, SLO targets and hard timeout from the x-accelgate-* headers.
-//  3. Non-streaming requests call Dispatcher.Do: Place asks the router core
-//     (under a mutex) for a backend, Run hands the request to that backend's
-//     batcher (package batcher; see batching.go) with a context that carries
-//     the hard timeout — tensor and embeddings requests are merged into
-//     batches, LLM requests wait in its admission queue and then call
-//     Backend.Do — and the outcome goes back to the router exactly once. A
-//     backend (or batch) failure before any output is retried once on another
-//     backend.
-//  4. Streaming requests are placed first, so the placement headers go out
-//     with the response headers; the backend then runs inside fasthttp's body
-//     stream writer, each chunk flushed as one server-sent event. The chunk
-//     that ends the stream carries the attributed cost (accelgate_cost_usd).
+//  3. A deterministic request may be answered from the response cache.
+//     Otherwise non-streaming requests call Dispatcher.Do: Place asks the
+//     router core (under a mutex) for a backend, Run hands the request to
+//     that backend's batcher (package batcher; see batching.go) with a
+//     context that carries the hard timeout — tensor, embeddings and
+//     eligible completions requests are merged into batches, LLM requests
+//     wait in its admission queue and then call Backend.Do — and the outcome
+//     (error, latencies as the gateway saw them, batch size) goes back to the
+//     router exactly once, which learns from it. A backend (or batch)
+//     failure before any output is retried on another backend within the
+//     retry budget; a request a batcher hands back unexecuted is placed again.
+//  4. Streaming requests are placed and wait for admission first
+//     (PlaceAdmitted), so a full queue is still a 429 and the placement
+//     headers go out with the response headers; the backend then runs inside
+//     fasthttp's body stream writer, each chunk flushed as one server-sent
+//     event (a failure before the first event is placed again elsewhere).
+//     The chunk that ends the stream carries the attributed cost
+//     (accelgate_cost_usd).
 //  5. Every response names where it ran and what it cost: x-accelgate-backend,
 //     x-accelgate-hardware and x-accelgate-cost-usd.
 package gateway

@@ -3,27 +3,41 @@
 // Its core, Router, is a single-threaded state machine with no goroutines,
 // locks or clock of its own: every method takes the current time, so the live
 // gateway (which wraps it in a mutex) and the discrete-event simulator (which
-// drives it in virtual time) run the very same decisions.
+// drives it in virtual time) run the very same decisions. Factors and
+// BatchPredictor, the learned corrections the batchers read, are published
+// through atomics and may be read concurrently.
 //
 // A request's path through the router:
 //
-//  1. Place filters the fleet to the backends that serve the request's model
-//     and workload class and are not ejected.
-//  2. For each, a Predictor estimates latency (queue wait from the work the
-//     router itself has placed there and not yet seen finish, plus the
-//     profile's service time, plus the network round trip) and the attributed
-//     cost of this request.
-//  3. The policy picks one. The default policy, "accelgate", keeps the
-//     backends whose predicted latency (with a safety margin) meets the
-//     request's SLO and takes the one with the lowest predicted attributed
-//     cost, breaking ties by predicted latency and then by load. When none
-//     meets the SLO, critical and standard requests go to the fastest
-//     backend and sheddable ones are refused (backends.ErrShed, 429).
-//     "round-robin" is the baseline that ignores SLOs and cost.
+//  1. Place looks up the prompt's prefixes in the prefix-affinity table
+//     (affinity.go) and takes the model's candidates by hardware class
+//     (index.go): every available backend of a small class, the least and
+//     most loaded of a large one.
+//  2. For each, a Predictor (predict.go; ProfilePredictor by default)
+//     estimates latency — queue wait from the work the router itself has
+//     placed there and not yet seen finish, merged with what the backend
+//     reports (SetExternal), plus the profile's service time with the
+//     expected batch size and the prompt tokens it likely has cached, plus
+//     the network round trip (measured, SetRTT) — and the attributed cost of
+//     this request. The online model (learn.go) scales the prediction by the
+//     learned mean ratio of observed to predicted time, and its quantile per
+//     priority class gives the latency compared with the SLO.
+//  3. The policy picks one. The default, "accelgate", keeps the backends
+//     whose quantile latency meets the request's SLO and takes the one with
+//     the lowest predicted attributed cost (costs within CostTolerance tie;
+//     then lower predicted latency, then fewer requests in flight), a backend
+//     at the request's site first. When none meets the SLO, critical and
+//     standard requests go to the fastest backend and sheddable ones are
+//     refused (backends.ErrShed, 429). Seven baselines (policy.go) pick by
+//     their own rules: round-robin, random, least-outstanding,
+//     power-of-two-choices, fastest, cheapest, latency-ewma.
 //  4. Place charges the request's work to the chosen backend's books; Done
-//     (called exactly once per placed request) releases it and feeds back the
-//     outcome: consecutive failures eject a backend for a cool-down period.
+//     (called exactly once per placed request, with an Outcome) releases it,
+//     feeds the outcome to the online model and the affinity table, and
+//     ejects a backend after consecutive failures or a high failure rate,
+//     re-admitting it gradually.
 //
-// Place allocates nothing: candidates are scanned in place over a slice
-// built at construction, and no maps are created per request.
+// Place allocates nothing: candidates are indexed at construction, the
+// affinity lookup uses Peek, predictions are written in place, and no maps
+// are created per request.
 package router
