@@ -155,6 +155,10 @@ func TestSimMatchesLiveShells(t *testing.T) {
 	// learning held at its cold start both sides place by the same
 	// predictions. The model itself is tested in router/.
 	f.Router.MinSamples = 1000
+	// Costs within 10% tie by default and ties go to the lower predicted
+	// latency, which depends on the instant of each decision: exact ties
+	// keep the two sides' decisions from hinging on scheduling lag.
+	f.Router.CostTolerance = 1e-9
 	const rate, n, seed = 30.0, 120, 7
 	newSource := func() Source { return NewSource(Poisson(rate), liveMix{}, seed, Limit{Requests: n}) }
 
