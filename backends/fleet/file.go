@@ -453,6 +453,9 @@ func (f *File) Validate(cat *catalog.Catalog) error {
 				bad(fmt.Sprintf("%s.models[%d]", at, j), "a %s transport cannot serve the %s model %q", b.Transport, kind, name)
 			}
 		}
+		if b.APIKeyEnv != "" && b.Transport != TransportOpenAI {
+			bad(at+".api_key_env", "only an openai transport sends an API key")
+		}
 		if len(b.ModelNames) > 0 && b.Transport != TransportOpenAI {
 			bad(at+".model_names", "only an openai transport takes model_names")
 		}

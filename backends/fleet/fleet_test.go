@@ -1420,3 +1420,24 @@ backends:
 		}
 	}
 }
+
+// TestAPIKeyEnvOnlyOpenAI: an API key variable on a transport that sends no
+// key is an error rather than silently ignored.
+func TestAPIKeyEnvOnlyOpenAI(t *testing.T) {
+	src := `models:
+  - name: llm
+    kind: llm
+backends:
+  - name: e
+    hardware: h100-sxm-80gb
+    api_key_env: SOME_KEY
+    models: [llm]
+`
+	f, err := fleet.Parse([]byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Validate(catalog.Default()); err == nil || !strings.Contains(err.Error(), "backends[0].api_key_env: only an openai transport") {
+		t.Fatalf("api_key_env on an emulated backend: %v", err)
+	}
+}
