@@ -134,10 +134,6 @@ func (b *Batcher) Do(ctx context.Context, req *backends.Request) (*backends.Resu
 // until its sequences fit the free slots. The caller then runs the request
 // and must call release exactly once when it ends, however it ends.
 func (b *Batcher) Admit(ctx context.Context, req *backends.Request) (release func(), err error) {
-	w, err := b.enqueue(req)
-	if err != nil {
-		return nil, err
-	}
 	seqs := req.Sequences()
 	var once sync.Once
 	release = func() {
@@ -147,6 +143,16 @@ func (b *Batcher) Admit(ctx context.Context, req *backends.Request) (release fun
 			b.core.SlotsFree(seqs)
 			b.stepLocked()
 		})
+	}
+	b.mu.Lock()
+	if !b.closed && b.core.TryAdmit(req) {
+		b.mu.Unlock()
+		return release, nil // slots free and nobody waiting: no queue
+	}
+	b.mu.Unlock()
+	w, err := b.enqueue(req)
+	if err != nil {
+		return nil, err
 	}
 	select {
 	case <-w.done:

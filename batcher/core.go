@@ -378,6 +378,30 @@ func (c *Core) Cancel(id string) (req *backends.Request, ok bool) {
 	return req, true
 }
 
+// TryAdmit admits an LLM request at once, taking its sequence slots, when
+// no admission queue holds a request and its sequences fit the free slots:
+// the fast path that spares an uncontended request the queue. It reports
+// whether it did; otherwise Enqueue the request as usual.
+func (c *Core) TryAdmit(req *backends.Request) bool {
+	if c.closed {
+		return false
+	}
+	for _, g := range c.groups {
+		if g.kind == KindAdmission && g.q.Len() > 0 {
+			return false
+		}
+	}
+	n := req.Sequences()
+	if n > c.slots && c.slots != c.slotsCap {
+		return false
+	}
+	if m := c.models[req.Model]; m == nil {
+		return false
+	}
+	c.slots -= n
+	return true
+}
+
 // SlotsFree tells the core that n LLM sequence slots were released (a
 // request admitted earlier finished or failed); the admission queue releases
 // what now fits at the next Poll.

@@ -2,6 +2,7 @@ package batcher
 
 import (
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -532,5 +533,40 @@ func TestAdaptiveStopsHoldingForSequentialClient(t *testing.T) {
 	}
 	if due, _ := c.Next(); !due.After(now) {
 		t.Errorf("after a batch of 3 an idle backend should hold again; due %v, now %v", due, now)
+	}
+}
+
+// TryAdmit: an uncontended LLM request takes its slots at once; it never
+// jumps a request already waiting, nor takes slots that are not free.
+func TestTryAdmitFastPath(t *testing.T) {
+	c := newTestCore(Config{}, nil) // 4 slots
+	llm := func(n int) *backends.Request {
+		nextID++
+		return &backends.Request{ID: fmt.Sprint("l", nextID), Op: backends.OpChat, Model: "llama", Priority: backends.Standard, N: n}
+	}
+	if !c.TryAdmit(llm(3)) {
+		t.Fatal("3 of 4 free slots, nobody waiting: not admitted at once")
+	}
+	if free, _ := c.Slots(); free != 1 {
+		t.Fatalf("%d slots free after taking 3, want 1", free)
+	}
+	if c.TryAdmit(llm(2)) {
+		t.Fatal("admitted 2 sequences with 1 slot free")
+	}
+	waiting := llm(2)
+	mustEnqueue(t, c, at(0), waiting)
+	c.SlotsFree(3)
+	if c.TryAdmit(llm(1)) {
+		t.Fatal("jumped a request waiting in the admission queue")
+	}
+	if bs := c.Poll(at(0), true, nil); len(bs) != 1 || bs[0].Members[0] != waiting {
+		t.Fatalf("the waiting request was not released first: %v", bs)
+	}
+	if !c.TryAdmit(llm(1)) {
+		t.Fatal("queue empty and slots free, but not admitted")
+	}
+	c.Close(nil)
+	if c.TryAdmit(llm(1)) {
+		t.Fatal("admitted on a closed core")
 	}
 }
