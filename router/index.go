@@ -57,10 +57,8 @@ type scan struct {
 	bestRaw, fastRaw Prediction
 	raw, p           Prediction // the candidate being predicted
 	minWait          time.Duration
-	picked           [groupLeast + groupMost]int
+	picked           [groupLeast + groupMost + affinityWays*2]int // predicted in this class
 	npicked          int
-	considered       [affinityWays * 2]int // affinity hits predicted in this class
-	nconsidered      int
 }
 
 func (sc *scan) reset() {
@@ -75,7 +73,7 @@ func (r *Router) considerGroup(now time.Time, members []int, req *backends.Reque
 	inflight := func(i int) int { return r.targets[i].load.InFlight }
 	ns := now.UnixNano()
 	for _, i := range members {
-		if t := &r.targets[i]; i == exclude || t.down || (t.ejectedUntil != 0 && ns < t.ejectedUntil) {
+		if i == exclude || !availableAt(&r.targets[i], ns) {
 			continue
 		}
 		// Insert into least (ascending) and most (descending), bounded.
@@ -105,10 +103,8 @@ func (r *Router) considerGroup(now time.Time, members []int, req *backends.Reque
 				return
 			}
 		}
-		if sc.npicked < len(sc.picked) {
-			sc.picked[sc.npicked] = i
-			sc.npicked++
-		}
+		sc.picked[sc.npicked] = i
+		sc.npicked++
 		if r.admits(&r.targets[i], now) {
 			r.consider(now, i, req, m, id, sc)
 		}

@@ -20,13 +20,15 @@ import (
 //   - a mean: an exponentially weighted moving average (weight
 //     Config.LearnRate, default 0.1, for the newest sample), which scales the
 //     prediction used for cost and ranking, and
-//   - a p95: the 95th percentile of the last 64 ratios, which scales the
+//   - a quantile per priority class (Config.Quantiles: the 99th, 94th and
+//     85th percentiles by default) of the last 64 ratios, which scales the
 //     prediction compared with the SLO. The margin is thus the model's own
 //     recent error, not a constant (Config.Margin applies only until a cell
 //     has MinSamples samples).
 //
 // A backend that turns 3× slower shows ratios near 3 from its next requests
-// on: the p95 moves after a handful of samples (4 of 64 above the old p95)
+// on: the quantiles move after a handful of samples (4 of 64 above the
+// old 94th percentile)
 // and the mean within a few dozen; its predictions then miss the SLOs it can
 // no longer meet and it stops receiving that traffic. Errors and timeouts are
 // samples too: a backend failure (backends.ErrUnavailable) counts as a ratio
@@ -43,7 +45,7 @@ import (
 // backend regains its share at once; otherwise the statistics stay and the
 // next probe comes after another Forget.
 
-// ringN is how many recent ratios the p95 is taken over.
+// ringN is how many recent ratios the quantiles are taken over.
 const ringN = 64
 
 // ratio is one latency's observed/predicted statistics.
@@ -51,12 +53,11 @@ type ratio struct {
 	mean float64
 	q    [backends.NumPriorities]float64 // the margin quantile per priority class
 	n    int                             // samples seen
-	last int64                           // time of the last sample, ns
 	ring [ringN]float32
 }
 
-// add records sample x (observed/predicted) at now.
-func (r *ratio) add(x float64, now int64, alpha float64, pct *[backends.NumPriorities]int, scratch *[ringN]float32) {
+// add records sample x (observed/predicted).
+func (r *ratio) add(x float64, alpha float64, pct *[backends.NumPriorities]int, scratch *[ringN]float32) {
 	if !(x > 0) || math.IsInf(x, 0) {
 		return
 	}
@@ -68,7 +69,6 @@ func (r *ratio) add(x float64, now int64, alpha float64, pct *[backends.NumPrior
 	}
 	r.ring[r.n%ringN] = float32(x)
 	r.n++
-	r.last = now
 	if r.n > 16 && r.n%4 != 0 {
 		return // the percentile is refreshed every 4th sample once warm
 	}
@@ -107,19 +107,21 @@ type cell struct {
 	// a probe (see learn.go's notes) is out.
 	last    int64
 	probing bool
-	// pub is the published E2E (batch) or TTFT (LLM) p95 factor, for
-	// readers outside the router's lock (the batcher's predictor).
+	// pub is the published E2E (batch) or TTFT (LLM) quantile factor of
+	// the standard class, for readers outside the router's lock (the
+	// batchers' predictor).
 	pub atomic.Uint64
 }
 
 // Factors is the learned correction published for readers that do not hold
-// the router (the batchers): per backend and model, the p95 factor the
-// router applies to the profile's latency. Safe for concurrent use.
+// the router (the batchers): per backend and model, the standard class's
+// quantile factor the router applies to the profile's latency. Safe for
+// concurrent use.
 type Factors struct {
 	r *Router
 }
 
-// Latency returns the p95 factor for backend i and the model: 1 + Margin
+// Latency returns the quantile factor for backend i and the model: 1 + Margin
 // before any sample, 1 for an unknown backend or model.
 func (f Factors) Latency(i int, model string) float64 {
 	if f.r == nil || i < 0 || i >= len(f.r.targets) {

@@ -109,12 +109,12 @@ func TestLearnedP95Margin(t *testing.T) {
 	var scratch [ringN]float32
 	pct := &[backends.NumPriorities]int{99, 95, 90}
 	for k := 0; k < 200; k++ {
-		steady.add(1, int64(k), 0.1, pct, &scratch)
+		steady.add(1, 0.1, pct, &scratch)
 		x := 0.9
 		if k%10 == 0 {
 			x = 1.9 // one in ten is twice as slow
 		}
-		noisy.add(x, int64(k), 0.1, pct, &scratch)
+		noisy.add(x, 0.1, pct, &scratch)
 	}
 	_, s95 := steady.factors(backends.Standard, 8, 0.1)
 	nm, n95 := noisy.factors(backends.Standard, 8, 0.1)
@@ -126,7 +126,7 @@ func TestLearnedP95Margin(t *testing.T) {
 	}
 	// Before MinSamples the configured margin applies.
 	var fresh ratio
-	fresh.add(5, 0, 0.1, pct, &scratch)
+	fresh.add(5, 0.1, pct, &scratch)
 	if m, p := fresh.factors(backends.Standard, 8, 0.25); m != 1 || p != 1.25 {
 		t.Errorf("cold cell: %v %v, want 1 and 1.25", m, p)
 	}

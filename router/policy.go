@@ -61,7 +61,8 @@ func (r *Router) baseline(now time.Time, req *backends.Request, m *backends.Mode
 			}
 		}
 	}
-	raw, p := r.predict(now, pick, req, m, mt.id)
+	var raw, p Prediction
+	r.predictInto(now, pick, req, m, mt.id, &raw, &p)
 	return r.commit(now, pick, raw, p, req, mt.id, meets(&p, req)), nil
 }
 

@@ -28,8 +28,8 @@ type Decision struct {
 	Index   int                  // the backend's index in the slice given to New
 	Backend *backends.Descriptor // the chosen backend
 	// Prediction is what the router expects on it: the profile's
-	// prediction corrected by the online model (mean), with the p95
-	// latencies in the *95 fields.
+	// prediction corrected by the online model (mean), with the latencies
+	// at the request class's quantile in the *95 fields.
 	Prediction Prediction
 	// MeetsSLO is false when no backend met the SLO and this one is the
 	// fallback, or when the policy ignores SLOs and this one misses.
@@ -69,9 +69,9 @@ type target struct {
 	ext          External
 	rtt          time.Duration // measured round trip (SetRTT), 0: the descriptor's
 	// Passive outlier detection: an EWMA of the failure rate; after an
-	// ejection the backend is re-admitted gradually (readmitFrom/To).
+	// ejection ends the backend is re-admitted gradually while readmitting.
 	errRate     float64
-	readmitFrom time.Time
+	readmitting bool
 }
 
 // External is load on a backend that the router did not place itself, as
@@ -200,37 +200,27 @@ func (r *Router) Place(now time.Time, req *backends.Request, m *backends.Model, 
 		}
 		r.considerGroup(now, members, req, m, mt.id, exclude, sc)
 	}
-	best, fastest := sc.best, sc.fastest
-	bestP, fastP, bestRaw, fastRaw := sc.bestP, sc.fastP, sc.bestRaw, sc.fastRaw
-	minWait := sc.minWait
-	if fastest < 0 {
+	if sc.fastest < 0 {
 		return Decision{}, backends.ErrNoBackend
 	}
 	if r.cfg.Policy == PolicyFastest {
-		return r.commit(now, fastest, fastRaw, fastP, req, mt.id, meets(&fastP, req)), nil
+		return r.commit(now, sc.fastest, sc.fastRaw, sc.fastP, req, mt.id, meets(&sc.fastP, req)), nil
 	}
-	if best >= 0 {
-		return r.commit(now, best, bestRaw, bestP, req, mt.id, true), nil
+	if sc.best >= 0 {
+		return r.commit(now, sc.best, sc.bestRaw, sc.bestP, req, mt.id, true), nil
 	}
 	if req.Priority == backends.Sheddable {
-		ra := minWait
+		ra := sc.minWait
 		if ra < time.Second {
 			ra = time.Second
 		}
 		return Decision{}, &ShedError{RetryAfter: ra}
 	}
-	return r.commit(now, fastest, fastRaw, fastP, req, mt.id, false), nil
+	return r.commit(now, sc.fastest, sc.fastRaw, sc.fastP, req, mt.id, false), nil
 }
 
-// predict returns the profile's raw prediction for req on backend i and the
-// same corrected by the online model.
-func (r *Router) predict(now time.Time, i int, req *backends.Request, m *backends.Model, id int) (raw, p Prediction) {
-	r.predictInto(now, i, req, m, id, &raw, &p)
-	return raw, p
-}
-
-// predictInto is predict writing into raw and p (no copies of the
-// predictions on the hot path).
+// predictInto writes the profile's raw prediction for req on backend i
+// into raw, and the same corrected by the online model into p.
 func (r *Router) predictInto(now time.Time, i int, req *backends.Request, m *backends.Model, id int, raw, p *Prediction) {
 	t := &r.targets[i]
 	c := &t.cells[id]
@@ -367,7 +357,7 @@ func (r *Router) eject(t *target, now time.Time) {
 	t.failures = 0
 	t.errRate = 0
 	t.ejectedUntil = now.Add(r.cfg.EjectFor).UnixNano()
-	t.readmitFrom = now.Add(r.cfg.EjectFor)
+	t.readmitting = true
 }
 
 // learn records o in the decision's cell.
@@ -397,24 +387,22 @@ func (r *Router) learn(now time.Time, t *target, d Decision, o Outcome) {
 		return // the client's doing (bad request, canceled) or a refusal: nothing learned
 	}
 	if x > 0 {
-		c.e2e.add(x, ns, a, &r.pct, &r.scratch)
+		c.e2e.add(x, a, &r.pct, &r.scratch)
 		if llm {
-			c.ttft.add(x, ns, a, &r.pct, &r.scratch)
-			c.tpot.add(x, ns, a, &r.pct, &r.scratch)
+			c.ttft.add(x, a, &r.pct, &r.scratch)
+			c.tpot.add(x, a, &r.pct, &r.scratch)
 		}
 		c.observeLatency(x*float64(d.raw.E2E), a)
-		r.publish(ns, c, llm)
+		r.publish(c, llm)
 		return
 	}
 	if d.probe && o.E2E > 0 && d.raw.E2E > 0 {
 		// A probe that answered within half of what the learned model
 		// expected: the backend recovered, start afresh.
 		if mean, _ := c.e2e.factors(backends.Standard, 1, 0); float64(o.E2E) < 0.5*mean*float64(d.raw.E2E) {
-			rows := c.rows
 			c.ttft.reset()
 			c.tpot.reset()
 			c.e2e.reset()
-			c.rows = rows
 		}
 	}
 	if o.E2E > 0 && d.raw.E2E > 0 {
@@ -422,7 +410,7 @@ func (r *Router) learn(now time.Time, t *target, d Decision, o Outcome) {
 		if !llm && d.raw.E2E > d.raw.Wait {
 			pred = d.raw.E2E - d.raw.Wait // the round trip and service (see correct)
 		}
-		c.e2e.add(float64(o.E2E)/float64(pred), ns, a, &r.pct, &r.scratch)
+		c.e2e.add(float64(o.E2E)/float64(pred), a, &r.pct, &r.scratch)
 	}
 	if llm {
 		tt, tp := o.TTFT, o.TPOT
@@ -432,10 +420,10 @@ func (r *Router) learn(now time.Time, t *target, d Decision, o Outcome) {
 			tt, tp = scale(d.raw.TTFT, e), scale(d.raw.TPOT, e)
 		}
 		if tt > 0 && d.raw.TTFT > 0 {
-			c.ttft.add(float64(tt)/float64(d.raw.TTFT), ns, a, &r.pct, &r.scratch)
+			c.ttft.add(float64(tt)/float64(d.raw.TTFT), a, &r.pct, &r.scratch)
 		}
 		if tp > 0 {
-			c.tpot.add(float64(tp)/float64(d.raw.TPOT), ns, a, &r.pct, &r.scratch)
+			c.tpot.add(float64(tp)/float64(d.raw.TPOT), a, &r.pct, &r.scratch)
 		}
 	} else if o.BatchRows > 0 {
 		c.rows += rowsAlpha * (float64(o.BatchRows) - c.rows)
@@ -446,7 +434,7 @@ func (r *Router) learn(now time.Time, t *target, d Decision, o Outcome) {
 	case o.E2E > 0:
 		c.observeLatency(float64(o.E2E), a)
 	}
-	r.publish(ns, c, llm)
+	r.publish(c, llm)
 }
 
 // rowsAlpha is the EWMA weight of the newest batch in the expected batch
@@ -462,8 +450,8 @@ func (c *cell) observeLatency(v, a float64) {
 	c.nlat++
 }
 
-// publish stores the cell's p95 latency factor for Factors.
-func (r *Router) publish(ns int64, c *cell, llm bool) {
+// publish stores the cell's standard-class quantile factor for Factors.
+func (r *Router) publish(c *cell, llm bool) {
 	st := &c.e2e
 	if llm {
 		st = &c.ttft
@@ -520,8 +508,11 @@ func (t *target) loadAt(now time.Time) Load {
 
 // available reports whether t is in rotation at now: not marked down, not
 // ejected.
-func (r *Router) available(t *target, now time.Time) bool {
-	return !t.down && (t.ejectedUntil == 0 || now.UnixNano() >= t.ejectedUntil)
+func (r *Router) available(t *target, now time.Time) bool { return availableAt(t, now.UnixNano()) }
+
+// availableAt is available at ns nanoseconds since the epoch.
+func availableAt(t *target, ns int64) bool {
+	return !t.down && (t.ejectedUntil == 0 || ns >= t.ejectedUntil)
 }
 
 // admits reports whether t may receive this placement at now. After an
@@ -533,10 +524,10 @@ func (r *Router) admits(t *target, now time.Time) bool {
 	if !r.available(t, now) {
 		return false
 	}
-	if !t.readmitFrom.IsZero() && r.cfg.EjectFor > 0 {
-		f := float64(now.Sub(t.readmitFrom)) / float64(r.cfg.EjectFor)
+	if t.readmitting && r.cfg.EjectFor > 0 {
+		f := float64(now.UnixNano()-t.ejectedUntil) / float64(r.cfg.EjectFor)
 		if f >= 1 {
-			t.readmitFrom = time.Time{}
+			t.readmitting = false
 			return true
 		}
 		return r.rng.Float64() < 0.1+0.9*f
@@ -544,8 +535,8 @@ func (r *Router) admits(t *target, now time.Time) bool {
 	return true
 }
 
-// meets reports whether p's p95 latencies meet req's SLO (TTFT and TPOT for
-// streams, end to end otherwise).
+// meets reports whether p's quantile latencies meet req's SLO (TTFT and TPOT
+// for streams, end to end otherwise).
 func meets(p *Prediction, req *backends.Request) bool {
 	over := func(pred, target time.Duration) bool { return target > 0 && pred > target }
 	if req.Stream {
