@@ -217,9 +217,7 @@ func (d *Dispatcher) Run(ctx context.Context, p *Placement, req *backends.Reques
 	if p.d != nil && p.d != d {
 		return p.d.Run(ctx, p, req, m, stream) // placed by another generation (reload.go)
 	}
-	if m2, err := d.resolve(m); err == nil {
-		m = m2
-	}
+	m = d.current(m)
 	if stream != nil {
 		inner := stream
 		stream = func(c backends.Chunk) error {
@@ -259,11 +257,12 @@ func (d *Dispatcher) Do(ctx context.Context, req *backends.Request, m *backends.
 	evicted := false // the last attempt was handed back unexecuted, not failed
 	evictions := 0
 	for attempt := 0; attempt < d.attempts; attempt++ {
-		p, err := d.Place(req, m, exclude)
-		if err != nil && evicted && errors.Is(err, backends.ErrNoBackend) {
-			// Handed back by the only backend that serves it: the request
-			// never ran, so it goes back there rather than failing.
-			p, err = d.Place(req, m, -1)
+		var p Placement
+		var err error
+		if evicted {
+			p, err = d.placeEvicted(req, m, exclude)
+		} else {
+			p, err = d.Place(req, m, exclude)
 		}
 		if err != nil {
 			if lastErr != nil && errors.Is(err, backends.ErrNoBackend) {
@@ -331,13 +330,14 @@ func (d *Dispatcher) PlaceAdmitted(ctx context.Context, req *backends.Request, m
 
 // placeAdmitted is PlaceAdmitted avoiding backend exclude (-1: none).
 func (d *Dispatcher) placeAdmitted(ctx context.Context, req *backends.Request, m *backends.Model, exclude int) (Placement, error) {
-	if m2, err := d.resolve(m); err == nil {
-		m = m2
-	}
+	m = d.current(m)
 	for attempt := 0; ; attempt++ {
-		p, err := d.Place(req, m, exclude)
-		if err != nil && attempt > 0 && errors.Is(err, backends.ErrNoBackend) {
-			p, err = d.Place(req, m, -1) // handed back by the only backend: it never ran
+		var p Placement
+		var err error
+		if attempt > 0 { // exclude handed it back
+			p, err = d.placeEvicted(req, m, exclude)
+		} else {
+			p, err = d.Place(req, m, exclude)
 		}
 		if err != nil {
 			return Placement{}, err
@@ -359,6 +359,17 @@ func (d *Dispatcher) placeAdmitted(ctx context.Context, req *backends.Request, m
 		}
 		exclude = p.dec.Index
 	}
+}
+
+// placeEvicted places a request that backend from handed back unexecuted
+// (batcher.ErrEvicted): elsewhere when another backend serves the model,
+// else on from again — it never ran there.
+func (d *Dispatcher) placeEvicted(req *backends.Request, m *backends.Model, from int) (Placement, error) {
+	p, err := d.Place(req, m, from)
+	if errors.Is(err, backends.ErrNoBackend) {
+		p, err = d.Place(req, m, -1)
+	}
+	return p, err
 }
 
 // RetryStream places a stream again, on another backend than p's, after p

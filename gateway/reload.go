@@ -95,11 +95,13 @@ func (d *Dispatcher) ended() {
 	}
 }
 
-// resolve returns this generation's model of the same name as m (a front
-// may have looked m up in the previous generation just before a swap).
-func (d *Dispatcher) resolve(m *backends.Model) (*backends.Model, error) {
+// current returns this generation's model of the same name as m (a front
+// may have looked m up in the previous generation just before a swap), or m
+// itself when this generation does not serve it (placing then fails with
+// backends.ErrNoBackend).
+func (d *Dispatcher) current(m *backends.Model) *backends.Model {
 	if mm := d.models[m.Name]; mm != nil {
-		return mm, nil
+		return mm
 	}
-	return nil, fmt.Errorf("%w: the model %q is no longer served", backends.ErrUnknownModel, m.Name)
+	return m
 }
