@@ -73,7 +73,7 @@ type TelemetryWatch struct {
 	pairs    []watchPair
 
 	mu      sync.Mutex // held by a whole apply, so Stop waits for one in progress
-	timer   backends.Timer
+	ticker  *backends.Ticker
 	stopped bool
 }
 
@@ -129,12 +129,12 @@ func (d *Dispatcher) WatchTelemetry(s *telemetry.Scraper, targets map[string]int
 		w.pairs = append(w.pairs, watchPair{target: ti, backend: bi})
 	}
 	w.mu.Lock()
-	w.timer = clock.AfterFunc(0, w.tick)
+	w.ticker = backends.Every(clock, 0, w.interval, w.tick)
 	w.mu.Unlock()
 	return w, nil
 }
 
-// tick applies the latest snapshots and re-arms the timer.
+// tick applies the latest snapshots.
 func (w *TelemetryWatch) tick() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -149,7 +149,6 @@ func (w *TelemetryWatch) tick() {
 			p.last = e
 		}
 	}
-	w.timer = w.clock.AfterFunc(w.interval, w.tick)
 }
 
 // Reported returns what the watch last passed to the router for backend i
@@ -175,8 +174,8 @@ func (w *TelemetryWatch) Stop() {
 		return
 	}
 	w.stopped = true
-	if w.timer != nil {
-		w.timer.Stop()
+	if w.ticker != nil {
+		w.ticker.Stop()
 	}
 	for k := range w.pairs {
 		p := &w.pairs[k]

@@ -23,7 +23,7 @@ type Poller struct {
 	mu      sync.Mutex
 	inv     Inventory
 	at      time.Time
-	timer   backends.Timer
+	ticker  *backends.Ticker
 	started bool
 	stopped bool
 }
@@ -55,10 +55,15 @@ func (p *Poller) Start() {
 	p.started = true
 	p.mu.Unlock()
 	p.poll()
+	p.mu.Lock()
+	if !p.stopped {
+		p.ticker = backends.Every(p.clock, p.interval, p.interval, p.poll)
+	}
+	p.mu.Unlock()
 }
 
-// poll discovers (outside the lock: NVML calls can be slow), stores the
-// result and schedules the next poll.
+// poll discovers (outside the lock: NVML calls can be slow) and stores the
+// result.
 func (p *Poller) poll() {
 	inv := p.discover()
 	p.mu.Lock()
@@ -67,7 +72,6 @@ func (p *Poller) poll() {
 		return
 	}
 	p.inv, p.at = inv, p.clock.Now()
-	p.timer = p.clock.AfterFunc(p.interval, p.poll)
 }
 
 // Stop cancels the next discovery; the last inventory stays readable. A
@@ -76,8 +80,8 @@ func (p *Poller) Stop() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.stopped = true
-	if p.timer != nil {
-		p.timer.Stop()
+	if p.ticker != nil {
+		p.ticker.Stop()
 	}
 }
 

@@ -233,31 +233,12 @@ func (r *reloader) watch(ctx context.Context, interval time.Duration, clock back
 	if clock == nil {
 		clock = backends.RealClock
 	}
-	var tick func()
-	var mu sync.Mutex
-	var t backends.Timer
-	tick = func() {
-		if ctx.Err() != nil {
-			return
-		}
+	tk := backends.Every(clock, interval, interval, func() {
 		if _, err := r.reload(false); err != nil {
 			fmt.Fprintf(r.out, "accelgate: %v\n", err)
 		}
-		mu.Lock()
-		if ctx.Err() == nil {
-			t = clock.AfterFunc(interval, tick)
-		}
-		mu.Unlock()
-	}
-	mu.Lock()
-	t = clock.AfterFunc(interval, tick)
-	mu.Unlock()
-	go func() {
-		<-ctx.Done()
-		mu.Lock()
-		t.Stop()
-		mu.Unlock()
-	}()
+	})
+	context.AfterFunc(ctx, tk.Stop)
 }
 
 // close closes the current generation after the drains in progress.
