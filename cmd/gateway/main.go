@@ -45,22 +45,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 		return fmt.Errorf("-admin-addr %s: the admin API must not share a public front's address", *adminAddr)
 	}
 	cat := catalog.Default()
-	rl := &reloader{ctx: ctx, path: *cfgPath, cat: cat, getenv: getenv, out: out}
 	logf := func(format string, a ...any) { fmt.Fprintf(out, "accelgate: "+format+"\n", a...) }
+	rl := &reloader{ctx: ctx, path: *cfgPath, cat: cat, getenv: getenv, out: out, logf: logf}
 	rl.pools = &poolSources{ctx: ctx, newSource: newPoolSourceFn(logf), logf: logf, changed: func() {
 		if _, err := rl.reload(false); err != nil {
 			logf("%v", err)
 		}
 	}}
-	f, sum, err := rl.load()
+	g, err := rl.start()
 	if err != nil {
 		return err
 	}
-	g, err := buildGeneration(ctx, f, cat, getenv, out)
-	if err != nil {
-		return err
-	}
-	rl.cur, rl.sum = g, sum
 	// After the fronts stop (cli.Serve returns): drains in progress end,
 	// then the current generation's watchers stop, what is still queued in
 	// its batchers fails and its backends close.

@@ -33,7 +33,6 @@ import (
 
 // generation is one fleet file's running state.
 type generation struct {
-	file   *fleet.File
 	fl     *fleet.Fleet
 	d      *gateway.Dispatcher
 	health *gateway.HealthChecker
@@ -41,40 +40,37 @@ type generation struct {
 	stop   context.CancelFunc // stops the metadata checks
 }
 
-// buildGeneration builds and starts a generation for f.
-func buildGeneration(ctx context.Context, f *fleet.File, cat *catalog.Catalog, getenv func(string) string, out io.Writer) (*generation, error) {
-	fl, err := f.Build(cat, fleet.BuildOptions{Getenv: getenv})
+// build builds and starts a generation for f.
+func (r *reloader) build(f *fleet.File) (g *generation, err error) {
+	fl, err := f.Build(r.cat, fleet.BuildOptions{Getenv: r.getenv})
 	if err != nil {
 		return nil, err
 	}
-	d, err := gateway.NewDispatcher(fl.Backends, fl.Models, fl.Router, nil, gateway.WithBatching(fl.Batching))
-	if err != nil {
-		fl.Close()
-		return nil, err
+	g = &generation{fl: fl, stop: func() {}}
+	defer func() {
+		if err != nil {
+			g.close() // what was started so far
+		}
+	}()
+	if g.d, err = gateway.NewDispatcher(fl.Backends, fl.Models, fl.Router, nil, gateway.WithBatching(fl.Batching)); err != nil {
+		return g, err
 	}
-	d.SetRetry(fl.Retry)
-	d.SetHedging(fl.Hedging)
-	if err := d.SetResponseCache(fl.Cache); err != nil { // models[].cache
-		d.Close()
-		fl.Close()
-		return nil, err
+	g.d.SetRetry(fl.Retry)
+	g.d.SetHedging(fl.Hedging)
+	if err = g.d.SetResponseCache(fl.Cache); err != nil { // models[].cache
+		return g, err
 	}
-	logf := func(format string, a ...any) { fmt.Fprintf(out, "accelgate: "+format+"\n", a...) }
-	g := &generation{file: f, fl: fl, d: d}
-	g.health = gateway.NewHealthChecker(d, fl.HealthChecks, nil, logf)
+	g.health = gateway.NewHealthChecker(g.d, fl.HealthChecks, nil, r.logf)
 	g.health.Start()
 	// Device monitoring (device_uuid) and live telemetry (metrics_url).
-	if g.lv, err = startLive(f.Backends, f.Telemetry, d, nil, nvmldisc.DiscoverLocal, os.Stderr); err != nil {
-		g.health.Close()
-		d.Close()
-		fl.Close()
-		return nil, err
+	if g.lv, err = startLive(f.Backends, f.Telemetry, g.d, nil, nvmldisc.DiscoverLocal, os.Stderr); err != nil {
+		return g, err
 	}
 	// KServe upstreams: compare their model metadata with the fleet file now
 	// and every 30 s (a backend that disagrees stays out of rotation).
-	mctx, stop := context.WithCancel(ctx)
+	mctx, stop := context.WithCancel(r.ctx)
 	g.stop = stop
-	go d.RunMetadataChecks(mctx, gateway.DefaultMetadataInterval, logf)
+	go g.d.RunMetadataChecks(mctx, gateway.DefaultMetadataInterval, r.logf)
 	return g, nil
 }
 
@@ -82,9 +78,15 @@ func buildGeneration(ctx context.Context, f *fleet.File, cat *catalog.Catalog, g
 // batchers and closes its backends.
 func (g *generation) close() {
 	g.stop()
-	g.lv.Close()
-	g.health.Close()
-	g.d.Close()
+	if g.lv != nil {
+		g.lv.Close()
+	}
+	if g.health != nil {
+		g.health.Close()
+	}
+	if g.d != nil {
+		g.d.Close()
+	}
 	g.fl.Close()
 }
 
@@ -106,6 +108,7 @@ type reloader struct {
 	getenv func(string) string
 	out    io.Writer
 	srv    *gateway.Server
+	logf   func(format string, a ...any) // "accelgate: " lines on out
 
 	pools *poolSources // nil: no dynamic discovery (tests)
 
@@ -113,6 +116,22 @@ type reloader struct {
 	cur      *generation
 	sum      [32]byte // the loaded file's SHA-256
 	draining sync.WaitGroup
+}
+
+// start loads the fleet file and starts its first generation.
+func (r *reloader) start() (*generation, error) {
+	f, sum, err := r.load()
+	if err != nil {
+		return nil, err
+	}
+	g, err := r.build(f)
+	if err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	r.cur, r.sum = g, sum
+	r.mu.Unlock()
+	return g, nil
 }
 
 // current returns the running generation.
@@ -177,7 +196,7 @@ func (r *reloader) reload(force bool) (bool, error) {
 	if !force && bytes.Equal(sum[:], r.sum[:]) {
 		return false, nil
 	}
-	g, err := buildGeneration(r.ctx, f, r.cat, r.getenv, r.out)
+	g, err := r.build(f)
 	if err != nil {
 		return false, fmt.Errorf("reload %s: %w (the running fleet stays)", r.path, err)
 	}
@@ -185,7 +204,7 @@ func (r *reloader) reload(force bool) (bool, error) {
 	r.cur, r.sum = g, sum
 	r.srv.SwapDispatcher(g.d)
 	added, removed := diffBackends(old.fl, g.fl)
-	fmt.Fprintf(r.out, "accelgate: reloaded %s: %d backends (added %v, removed %v); draining %d requests on the previous fleet\n",
+	r.logf("reloaded %s: %d backends (added %v, removed %v); draining %d requests on the previous fleet",
 		r.path, len(g.fl.Backends), added, removed, old.d.Outstanding())
 	r.draining.Add(1)
 	go func() {
@@ -193,7 +212,7 @@ func (r *reloader) reload(force bool) (bool, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), old.maxTimeout())
 		defer cancel()
 		if err := old.d.Drain(ctx); err != nil {
-			fmt.Fprintf(r.out, "accelgate: %v; closing it anyway\n", err)
+			r.logf("%v; closing it anyway", err)
 		}
 		old.close()
 	}()
@@ -235,7 +254,7 @@ func (r *reloader) watch(ctx context.Context, interval time.Duration, clock back
 	}
 	tk := backends.Every(clock, interval, interval, func() {
 		if _, err := r.reload(false); err != nil {
-			fmt.Fprintf(r.out, "accelgate: %v\n", err)
+			r.logf("%v", err)
 		}
 	})
 	context.AfterFunc(ctx, tk.Stop)

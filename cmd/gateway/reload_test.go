@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -153,6 +154,42 @@ func TestReloadOnFileChange(t *testing.T) {
 		}
 		if time.Now().After(deadline) {
 			t.Fatal("the file change was never applied")
+		}
+	}
+}
+
+// TestReloadOnSIGHUP: SIGHUP reloads the fleet file (the file watch is off).
+func TestReloadOnSIGHUP(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs emulated requests in real time")
+	}
+	path := filepath.Join(t.TempDir(), "fleet.yaml")
+	if err := os.WriteFile(path, []byte(reloadFleet("before")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	addrs := startGatewayAt(t, path, "-reload-interval", "0")
+	if st, be := chatOn(t, addrs["http"], 2); st != 200 || be != "before" {
+		t.Fatalf("before: %d on %q", st, be)
+	}
+	if err := os.WriteFile(path, []byte(reloadFleet("after")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// The gateway's run has registered for SIGHUP before it printed its
+	// addresses, so the signal reaches it rather than ending the process.
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		st, be := chatOn(t, addrs["http"], 2)
+		if st != 200 {
+			t.Fatalf("during the reload: status %d", st)
+		}
+		if be == "after" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("SIGHUP did not reload the fleet file")
 		}
 	}
 }

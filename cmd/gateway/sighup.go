@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
@@ -20,7 +19,7 @@ func watchSIGHUP(ctx context.Context, rl *reloader) {
 				return
 			case <-ch:
 				if _, err := rl.reload(true); err != nil {
-					fmt.Fprintf(rl.out, "accelgate: %v\n", err)
+					rl.logf("%v", err)
 				}
 			}
 		}
