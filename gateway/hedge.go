@@ -11,7 +11,7 @@ import (
 
 // Hedging: a critical non-streaming request with a tight SLO (at most the
 // hedging section's max_slo_ms) that has had no answer from its backend
-// once that backend's predicted p95 latency (Placement.Prediction().E2E95)
+// once that backend's predicted quantile latency (Placement.Prediction().E2E95)
 // has passed gets a second copy on another backend. The first answer wins;
 // the other copy's context is canceled, so its backend stops working on it,
 // and its placement ends as canceled (context.Canceled), which the router
@@ -36,7 +36,7 @@ func (d *Dispatcher) SetHedging(cfg fleet.Hedging) {
 }
 
 // hedgeDelay reports whether req, placed at p, is hedged, and after how
-// long without an answer: the placement's predicted p95 latency.
+// long without an answer: the placement's predicted quantile latency.
 func (d *Dispatcher) hedgeDelay(req *backends.Request, p *Placement) (time.Duration, bool) {
 	h := &d.hedging
 	if !h.enabled || req.Stream || req.Priority != backends.Critical || req.SLO.E2E <= 0 || req.SLO.E2E > h.maxSLO {

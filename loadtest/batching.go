@@ -56,28 +56,13 @@ import (
 //     sets some (for the profiles' affine latency models the largest batch
 //     is the most efficient one) and max_queue_delay_us from FixedDelays,
 //     tuned per workload: see SimulateConfig.MaxQueueDelay.
-//   - adaptive: the deadline-aware batcher.ModeAdaptive, with simLatency as
-//     its Predictor.
+//   - adaptive: the deadline-aware batcher.ModeAdaptive.
 //
-// The router's books. With batching, a request's predicted service is the
-// batch it is expected to join, not itself alone: batchPredictor (the
-// router's ProfilePredictor for LLMs) takes the expected batch size n̂ on the
-// backend — the EWMA (α = 0.2, from 1) of the rows of the batches dispatched
-// there for the class, or the rows queued in the backend's batcher for the
-// class with the request's own when that is more (the EWMA lags when the
-// rate rises: at the start of a run it is still 1), at most MaxBatch — and
-// predicts
-//
-//	service = BatchTime(n̂, tokens per row × n̂)
-//	Busy    = service × rows / n̂             (the request's share of it)
-//	Wait    = BatchWork / executors          (as without batching)
-//	E2E     = RTT + Wait + service
-//
-// so the router charges each request BatchWork = its share (the books hold
-// the predicted batched work, not rows × the time of a batch of one), its
-// cost is its share of the batch's attributed cost (what the emulator
-// attributes: busy × items / batch items), and its SLO check sees the whole
-// batch's duration.
+// Both batching modes plan with the router's BatchPredictor, as in the
+// gateway, and the router's books use the expected batch size it learns
+// from the batches it is told about (router.Outcome.BatchRows; see
+// router.ProfilePredictor): a request is charged its share of the batch it
+// is expected to join, and its SLO check sees the whole batch's duration.
 
 // The batching modes of the simulator.
 const (

@@ -10,7 +10,7 @@ import (
 
 // Policy names.
 const (
-	// PolicyAccelgate (the default): among the backends whose predicted p95
+	// PolicyAccelgate (the default): among the backends whose predicted quantile
 	// latency meets the request's SLO, the lowest predicted attributed cost.
 	PolicyAccelgate = "accelgate"
 	// PolicyRoundRobin rotates over the model's backends.
@@ -48,7 +48,7 @@ type Config struct {
 	Policy string `yaml:"policy"`
 	// Margin inflates a latency prediction before it is compared with an
 	// SLO while the online model has fewer than MinSamples samples for the
-	// backend and model (0.1 = 10%). After that the model's own p95 error
+	// backend and model (0.1 = 10%). After that the model's own error quantile
 	// is the margin. Default 0.1.
 	Margin float64 `yaml:"margin"`
 	// Quantiles are the quantiles of the online model's error that make a

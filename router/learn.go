@@ -142,7 +142,7 @@ func (f Factors) Latency(i int, model string) float64 {
 // (batcher.Predictor) from the router's model: the profile's time for a
 // batch of rows rows holding tokens tokens on backend i (split into
 // MaxBatch-row batches when larger; for an LLM model, the prefill of a
-// request admitted now), scaled by the learned p95 factor for that backend
+// request admitted now), scaled by the learned standard-class quantile factor for that backend
 // and model (1 + Config.Margin until it has samples), plus the round trip.
 // It is safe for concurrent use and allocates nothing.
 type BatchPredictor struct {

@@ -18,7 +18,8 @@ type Prediction struct {
 	E2E     time.Duration // end to end, including the network round trip
 	Busy    time.Duration // accelerator time attributed to this request
 	CostUSD float64       // Busy × the backend's price per second
-	// TTFT95, TPOT95 and E2E95 are the p95 latencies the router compares
+	// TTFT95, TPOT95 and E2E95 are the latencies at the request class's
+	// quantile (Config.Quantiles) that the router compares
 	// with SLOs: the Router fills them from its online model (a Predictor
 	// leaves them zero).
 	TTFT95, TPOT95, E2E95 time.Duration
