@@ -103,23 +103,7 @@ func TestMetricsEndToEnd(t *testing.T) {
 
 	// Load the emulator directly, as another client sharing it would: the
 	// gateway placed nothing.
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			req := &backends.Request{ID: "r", Op: backends.OpChat, Model: "llm", N: 1, Seed: int64(i),
-				Messages: []backends.Message{{Role: "user", Content: "Tell me about accelerators."}}}
-			emu.Do(ctx, req, testModels()["llm"], nil)
-		}()
-	}
-	for i := 0; emu.Stats().Jobs < n; i++ {
-		if i > 1e7 {
-			t.Fatal("the requests were not submitted")
-		}
-		runtime.Gosched()
-	}
+	stopLoad := loadEmulator(t, emu, n)
 	emuClock.Advance(0) // they arrive; the first prefill admits two
 	scrapeClock.Advance(time.Second)
 
@@ -139,6 +123,32 @@ func TestMetricsEndToEnd(t *testing.T) {
 		t.Errorf("stale snapshot used: %+v", eff)
 	}
 
-	cancel()
-	wg.Wait()
+	stopLoad()
+}
+
+// loadEmulator submits n chat requests to emu directly, as clients the
+// gateway does not know about would, and returns once the emulator has them
+// all; stop cancels them and waits for their goroutines.
+func loadEmulator(t *testing.T, emu *emulator.Backend, n int) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req := &backends.Request{ID: "r", Op: backends.OpChat, Model: "llm", N: 1, Seed: int64(i),
+				Messages: []backends.Message{{Role: "user", Content: "Tell me about accelerators."}}}
+			emu.Do(ctx, req, testModels()["llm"], nil)
+		}()
+	}
+	for i := 0; emu.Stats().Jobs < n; i++ {
+		if i > 1e7 {
+			cancel()
+			wg.Wait()
+			t.Fatal("the requests were not submitted")
+		}
+		runtime.Gosched()
+	}
+	return func() { cancel(); wg.Wait() }
 }

@@ -1,13 +1,10 @@
 package gateway
 
 import (
-	"context"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"runtime"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -265,24 +262,7 @@ func TestTelemetryFromEmulator(t *testing.T) {
 	}
 
 	// Other clients load the emulator directly.
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	defer func() { cancel(); wg.Wait() }()
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			req := &backends.Request{ID: "r", Op: backends.OpChat, Model: "llm", N: 1, Seed: int64(i),
-				Messages: []backends.Message{{Role: "user", Content: "Tell me about accelerators."}}}
-			emu.Do(ctx, req, testModels()["llm"], nil)
-		}()
-	}
-	for i := 0; emu.Stats().Jobs < n; i++ {
-		if i > 1e7 {
-			t.Fatal("the requests were not submitted")
-		}
-		runtime.Gosched()
-	}
+	defer loadEmulator(t, emu, n)()
 	emuClock.Advance(0) // they arrive; two hold the slots
 	clock.Advance(time.Second)
 	if s := sc.Latest(0); s == nil || s.Running != slots || s.Waiting != n-slots {
