@@ -70,26 +70,20 @@ func (f *fakeResolver) LookupSRV(ctx context.Context, service, proto, name strin
 }
 
 type dnsHarness struct {
-	t       *testing.T
-	cfg     DNSConfig
-	clock   *fakeclock.Clock
-	res     *fakeResolver
-	src     *DNSSource
-	updates chan []Endpoint
-	errs    chan error
-	cancel  context.CancelFunc
-	done    chan error
+	running
+	cfg   DNSConfig
+	clock *fakeclock.Clock
+	res   *fakeResolver
+	src   *DNSSource
+	errs  chan error
 }
 
 func startDNS(t *testing.T, cfg DNSConfig) *dnsHarness {
 	t.Helper()
 	h := &dnsHarness{
-		t:       t,
-		clock:   fakeclock.New(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)),
-		res:     newFakeResolver(),
-		updates: make(chan []Endpoint, 16),
-		errs:    make(chan error, 16),
-		done:    make(chan error, 1),
+		clock: fakeclock.New(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)),
+		res:   newFakeResolver(),
+		errs:  make(chan error, 16),
 	}
 	cfg.Timeout = time.Hour // the fake answers at once; never time a lookup out under -race
 	src, err := NewDNS(cfg, h.res, h.clock, WithErrorHandler(func(err error) { h.errs <- err }))
@@ -97,9 +91,7 @@ func startDNS(t *testing.T, cfg DNSConfig) *dnsHarness {
 		t.Fatalf("NewDNS: %v", err)
 	}
 	h.src, h.cfg = src, src.Config()
-	ctx, cancel := context.WithCancel(context.Background())
-	h.cancel = cancel
-	go func() { h.done <- src.Run(ctx, func(eps []Endpoint) { h.updates <- eps }) }()
+	h.run(t, src)
 	t.Cleanup(h.stop)
 	return h
 }
@@ -124,17 +116,6 @@ func (h *dnsHarness) tick() {
 	h.clock.Advance(h.cfg.Interval)
 }
 
-func (h *dnsHarness) next() []Endpoint {
-	h.t.Helper()
-	select {
-	case eps := <-h.updates:
-		return eps
-	case <-time.After(guard):
-		h.t.Fatal("no update")
-		return nil
-	}
-}
-
 func (h *dnsHarness) nextErr() error {
 	h.t.Helper()
 	select {
@@ -150,24 +131,10 @@ func (h *dnsHarness) nextErr() error {
 // and made no update the test did not take.
 func (h *dnsHarness) stop() {
 	h.t.Helper()
-	if h.cancel == nil {
-		return
-	}
-	h.cancel()
-	h.cancel = nil
-	select {
-	case err := <-h.done:
-		if err != nil {
-			h.t.Errorf("Run returned %v, want nil", err)
+	if h.stopRun() {
+		if n := h.clock.Pending(); n != 0 {
+			h.t.Errorf("%d timers pending after Run returned", n)
 		}
-	case <-time.After(guard):
-		h.t.Fatal("Run did not return after cancel")
-	}
-	if n := h.clock.Pending(); n != 0 {
-		h.t.Errorf("%d timers pending after Run returned", n)
-	}
-	if n := len(h.updates); n != 0 {
-		h.t.Errorf("%d unexpected updates left: %v", n, <-h.updates)
 	}
 }
 
@@ -482,4 +449,60 @@ func TestNormalizeEqual(t *testing.T) {
 	if Equal(x, y) || !Equal(x, clone(x)) || !Equal(nil, []Endpoint{}) {
 		t.Error("Equal")
 	}
+}
+
+// running is a Source's Run under test: the updates it makes, its result,
+// and how to stop it.
+type running struct {
+	t       *testing.T
+	updates chan []Endpoint
+	cancel  context.CancelFunc
+	done    chan error
+}
+
+// run starts src.Run on its own goroutine.
+func (r *running) run(t *testing.T, src Source) {
+	r.t = t
+	r.updates, r.done = make(chan []Endpoint, 16), make(chan error, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	r.cancel = cancel
+	go func() { r.done <- src.Run(ctx, func(eps []Endpoint) { r.updates <- eps }) }()
+}
+
+// next returns the next update.
+func (r *running) next() []Endpoint {
+	r.t.Helper()
+	select {
+	case eps := <-r.updates:
+		return eps
+	case <-time.After(guard):
+		r.t.Fatal("no update")
+		return nil
+	}
+}
+
+// stop is stopRun for Cleanup.
+func (r *running) stop() { r.t.Helper(); r.stopRun() }
+
+// stopRun cancels Run and checks that it returned nil and made no update
+// the test did not take; it reports false when Run was stopped already.
+func (r *running) stopRun() bool {
+	r.t.Helper()
+	if r.cancel == nil {
+		return false
+	}
+	r.cancel()
+	r.cancel = nil
+	select {
+	case err := <-r.done:
+		if err != nil {
+			r.t.Errorf("Run returned %v, want nil", err)
+		}
+	case <-time.After(guard):
+		r.t.Fatal("Run did not return after cancel")
+	}
+	if n := len(r.updates); n != 0 {
+		r.t.Errorf("%d unexpected updates left: %v", n, <-r.updates)
+	}
+	return true
 }

@@ -54,23 +54,17 @@ func svcLabels(svc string) map[string]string {
 }
 
 type k8sHarness struct {
-	t       *testing.T
-	client  *fake.Clientset
-	src     *K8sSource
-	updates chan []Endpoint
-	errs    chan error
-	cancel  context.CancelFunc
-	done    chan error
+	running
+	client *fake.Clientset
+	src    *K8sSource
+	errs   chan error
 }
 
 func startK8s(t *testing.T, cfg K8sConfig, client *fake.Clientset) *k8sHarness {
 	t.Helper()
 	h := &k8sHarness{
-		t:       t,
-		client:  client,
-		updates: make(chan []Endpoint, 16),
-		errs:    make(chan error, 1),
-		done:    make(chan error, 1),
+		client: client,
+		errs:   make(chan error, 1),
 	}
 	src, err := NewK8s(cfg, client, WithErrorHandler(func(err error) {
 		select { // the informer retries; the test wants the first
@@ -82,42 +76,9 @@ func startK8s(t *testing.T, cfg K8sConfig, client *fake.Clientset) *k8sHarness {
 		t.Fatalf("NewK8s: %v", err)
 	}
 	h.src = src
-	ctx, cancel := context.WithCancel(context.Background())
-	h.cancel = cancel
-	go func() { h.done <- src.Run(ctx, func(eps []Endpoint) { h.updates <- eps }) }()
+	h.run(t, src)
 	t.Cleanup(h.stop)
 	return h
-}
-
-func (h *k8sHarness) next() []Endpoint {
-	h.t.Helper()
-	select {
-	case eps := <-h.updates:
-		return eps
-	case <-time.After(guard):
-		h.t.Fatal("no update")
-		return nil
-	}
-}
-
-func (h *k8sHarness) stop() {
-	h.t.Helper()
-	if h.cancel == nil {
-		return
-	}
-	h.cancel()
-	h.cancel = nil
-	select {
-	case err := <-h.done:
-		if err != nil {
-			h.t.Errorf("Run returned %v, want nil", err)
-		}
-	case <-time.After(guard):
-		h.t.Fatal("Run did not return after cancel")
-	}
-	if n := len(h.updates); n != 0 {
-		h.t.Errorf("%d unexpected updates left: %v", n, <-h.updates)
-	}
 }
 
 func (h *k8sHarness) create(s *discoveryv1.EndpointSlice) {
