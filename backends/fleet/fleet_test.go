@@ -945,31 +945,43 @@ models:
 // TestBatchingBadValuesNameTheField: a bad batching value is reported with
 // its field path; unknown keys and modes are parse errors.
 func TestBatchingBadValuesNameTheField(t *testing.T) {
-	withBatching := func(b string) string {
-		return strings.Replace(models, "    outputs: [{name: output, datatype: FP32, shape: [-1, 1000]}]\n",
-			"    outputs: [{name: output, datatype: FP32, shape: [-1, 1000]}]\n    batching: "+b+"\n", 1) + backend0
-	}
-	for _, tc := range []struct{ batching, want string }{
+	badModelSection(t, "batching", []sectionCase{
 		{"{max_queue_delay_us: -5}", "models[2].batching.max_queue_delay_us: must not be negative"},
 		{"{max_batch_size: -1}", "models[2].batching.max_batch_size"},
 		{"{max_batch_size: 8, preferred_batch_sizes: [4, 16]}", "models[2].batching.preferred_batch_sizes[1]: 16 is larger than max_batch_size 8"},
 		{"{preferred_batch_sizes: [0]}", "models[2].batching.preferred_batch_sizes[0]: must be at least 1"},
 		{"{max_queue_size: -3}", "models[2].batching.max_queue_size"},
-	} {
-		_, err := parseValidate(t, withBatching(tc.batching))
-		if err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("batching %s: error %v, want %q", tc.batching, err, tc.want)
-		}
-	}
-	for _, tc := range []struct{ batching, want string }{
+	}, []sectionCase{
 		{"{mode: sometimes}", "mode"},
 		{"{max_delay_us: 5}", "max_delay_us"},
 		{"{aging_limit_ms: {urgent: 5}}", "urgent"},
 		{"{max_queue_size: lots}", "lots"},
-	} {
-		_, err := fleet.Parse([]byte(withBatching(tc.batching)))
+	})
+}
+
+// sectionCase is a value of a models[] section and what its error must say.
+type sectionCase struct{ value, want string }
+
+// badModelSection puts each value under key in the tensor model's entry:
+// those in invalid must parse and fail validation with an error containing
+// want (the field path), those in unparsable must fail to parse with an
+// error naming want.
+func badModelSection(t *testing.T, key string, invalid, unparsable []sectionCase) {
+	t.Helper()
+	with := func(v string) string {
+		return strings.Replace(models, "    outputs: [{name: output, datatype: FP32, shape: [-1, 1000]}]\n",
+			"    outputs: [{name: output, datatype: FP32, shape: [-1, 1000]}]\n    "+key+": "+v+"\n", 1) + backend0
+	}
+	for _, tc := range invalid {
+		_, err := parseValidate(t, with(tc.value))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("batching %s: parse error %v, want one naming %q", tc.batching, err, tc.want)
+			t.Errorf("%s %s: error %v, want %q", key, tc.value, err, tc.want)
+		}
+	}
+	for _, tc := range unparsable {
+		_, err := fleet.Parse([]byte(with(tc.value)))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s %s: parse error %v, want one naming %q", key, tc.value, err, tc.want)
 		}
 	}
 }
@@ -1341,30 +1353,15 @@ func TestResponseCacheSection(t *testing.T) {
 // under their field path; unknown keys and malformed durations are parse
 // errors.
 func TestResponseCacheBadValuesNameTheField(t *testing.T) {
-	withCache := func(c string) string {
-		return strings.Replace(models, "    outputs: [{name: output, datatype: FP32, shape: [-1, 1000]}]\n",
-			"    outputs: [{name: output, datatype: FP32, shape: [-1, 1000]}]\n    cache: "+c+"\n", 1) + backend0
-	}
-	for _, tc := range []struct{ cache, want string }{
+	badModelSection(t, "cache", []sectionCase{
 		{"{enabled: true, max_entries: -1}", "models[2].cache.max_entries: must be between 1 and 1048576, got -1"},
 		{"{max_entries: 2000000}", "models[2].cache.max_entries"},
 		{"{enabled: true, ttl: -1s}", "models[2].cache.ttl: must be positive, got -1s"},
-	} {
-		_, err := parseValidate(t, withCache(tc.cache))
-		if err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("cache %s: error %v, want %q", tc.cache, err, tc.want)
-		}
-	}
-	for _, tc := range []struct{ cache, want string }{
+	}, []sectionCase{
 		{"{size: 5}", "size"},
 		{"{ttl: soon}", "soon"},
 		{"{enabled: sometimes}", "sometimes"},
-	} {
-		_, err := fleet.Parse([]byte(withCache(tc.cache)))
-		if err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("cache %s: parse error %v, want one naming %q", tc.cache, err, tc.want)
-		}
-	}
+	})
 }
 
 // TestPoolsExpand: a discover entry is validated and expanded to one backend
