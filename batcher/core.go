@@ -460,14 +460,7 @@ func (c *Core) Close(out []*backends.Request) []*backends.Request {
 	out = append(out, c.expired...)
 	clear(c.expired)
 	c.expired = c.expired[:0]
-	for _, g := range c.groups {
-		for g.q.Len() > 0 {
-			e := g.q.front()
-			out = append(out, e.req)
-			c.unlink(e)
-		}
-	}
-	return out
+	return c.EvictAll(out)
 }
 
 // Next returns when the next dispatch decision or deadline drop is due (a

@@ -77,20 +77,27 @@ func Discover(lib nvml.Interface) (inv Inventory) {
 }
 
 // readGPU reads one physical GPU and, in MIG mode, its MIG devices.
-func readGPU(index int, dev nvml.Device) GPU {
-	g := GPU{Index: index, UtilGPUPct: -1, UtilMemoryPct: -1, PowerDrawW: -1, PowerLimitW: -1}
+// readIdentity reads what GPUs and MIG devices both report: name, UUID and
+// memory, appending to errs what could not be read.
+func readIdentity(dev nvml.Device, errs []string) (name, uuid string, total, used uint64, _ []string) {
 	var ret nvml.Return
-	if g.Name, ret = dev.GetName(); !ok(ret) {
-		g.Errors = appendErr(g.Errors, "name", ret)
+	if name, ret = dev.GetName(); !ok(ret) {
+		errs = appendErr(errs, "name", ret)
 	}
-	if g.UUID, ret = dev.GetUUID(); !ok(ret) {
-		g.Errors = appendErr(g.Errors, "uuid", ret)
+	if uuid, ret = dev.GetUUID(); !ok(ret) {
+		errs = appendErr(errs, "uuid", ret)
 	}
 	if mem, ret := dev.GetMemoryInfo(); ret == nvml.SUCCESS {
-		g.MemoryTotalBytes, g.MemoryUsedBytes = mem.Total, mem.Used
+		total, used = mem.Total, mem.Used
 	} else if !ok(ret) {
-		g.Errors = appendErr(g.Errors, "memory", ret)
+		errs = appendErr(errs, "memory", ret)
 	}
+	return name, uuid, total, used, errs
+}
+
+func readGPU(index int, dev nvml.Device) GPU {
+	g := GPU{Index: index, UtilGPUPct: -1, UtilMemoryPct: -1, PowerDrawW: -1, PowerLimitW: -1}
+	g.Name, g.UUID, g.MemoryTotalBytes, g.MemoryUsedBytes, g.Errors = readIdentity(dev, g.Errors)
 	if u, ret := dev.GetUtilizationRates(); ret == nvml.SUCCESS {
 		g.UtilGPUPct, g.UtilMemoryPct = int(u.Gpu), int(u.Memory)
 	} else if !ok(ret) {
@@ -142,17 +149,7 @@ func readMIG(dev nvml.Device, parent GPU, errs []string) ([]MIGDevice, []string)
 			continue
 		}
 		m := MIGDevice{Index: j, ParentUUID: parent.UUID, GPUInstanceID: -1, ComputeInstanceID: -1}
-		if m.Name, ret = md.GetName(); !ok(ret) {
-			m.Errors = appendErr(m.Errors, "name", ret)
-		}
-		if m.UUID, ret = md.GetUUID(); !ok(ret) {
-			m.Errors = appendErr(m.Errors, "uuid", ret)
-		}
-		if mem, ret := md.GetMemoryInfo(); ret == nvml.SUCCESS {
-			m.MemoryTotalBytes, m.MemoryUsedBytes = mem.Total, mem.Used
-		} else if !ok(ret) {
-			m.Errors = appendErr(m.Errors, "memory", ret)
-		}
+		m.Name, m.UUID, m.MemoryTotalBytes, m.MemoryUsedBytes, m.Errors = readIdentity(md, m.Errors)
 		if v, ret := md.GetGpuInstanceId(); ret == nvml.SUCCESS {
 			m.GPUInstanceID = v
 		} else {
