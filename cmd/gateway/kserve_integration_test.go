@@ -55,14 +55,8 @@ router:
   policy: round-robin
 `, emuHTTP, emuGRPC))
 
-	const elems = 3 * 224 * 224
-	image := func(seed byte, n int) []byte {
-		b := make([]byte, 0, n*elems*4)
-		for i := 0; i < n*elems; i++ {
-			b = binary.LittleEndian.AppendUint32(b, math.Float32bits(float32((i+int(seed))%251)/251))
-		}
-		return b
-	}
+	const elems = resnetElems
+	image := resnetImages
 	used := map[string]int{}
 
 	// HTTP front, binary tensor data extension, two images per request.
@@ -151,4 +145,17 @@ func inferOnce(t *testing.T, ctx context.Context, c inference.GRPCInferenceServi
 		t.Fatal(err)
 	}
 	return resp.RawOutputContents[0]
+}
+
+// resnetElems is the FP32 values in one 3×224×224 image.
+const resnetElems = 3 * 224 * 224
+
+// resnetImages returns n images of FP32 data, little endian, that differ by
+// seed.
+func resnetImages(seed byte, n int) []byte {
+	b := make([]byte, 0, n*resnetElems*4)
+	for i := 0; i < n*resnetElems; i++ {
+		b = binary.LittleEndian.AppendUint32(b, math.Float32bits(float32((i+int(seed))%251)/251))
+	}
+	return b
 }

@@ -2,10 +2,8 @@ package main
 
 import (
 	"bytes"
-	"encoding/binary"
 	"fmt"
 	"io"
-	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -83,11 +81,7 @@ router:
 	if st, be, body := post("/v1/embeddings", `{"model":"bge-base-en-v1.5","input":["a","b"]}`); st != 200 || be != "vllm" || strings.Count(body, `"index"`) != 2 {
 		t.Fatalf("embeddings: %d on %q: %.200s", st, be, body)
 	}
-	const elems = 3 * 224 * 224
-	data := make([]byte, 0, elems*4)
-	for i := 0; i < elems; i++ {
-		data = binary.LittleEndian.AppendUint32(data, math.Float32bits(float32(i%251)/251))
-	}
+	data := resnetImages(0, 1)
 	hdr := fmt.Sprintf(`{"inputs":[{"name":"input","shape":[1,3,224,224],"datatype":"FP32","parameters":{"binary_data_size":%d}}]}`, len(data))
 	req, _ := http.NewRequest("POST", "http://"+addrs["http"]+"/v2/models/resnet-50/infer", bytes.NewReader(append([]byte(hdr), data...)))
 	req.Header.Set("Inference-Header-Content-Length", strconv.Itoa(len(hdr)))
