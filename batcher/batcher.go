@@ -268,6 +268,7 @@ func (b *Batcher) run(ctx context.Context, fl *flight, bt Batch, ws []*waiter) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.inflight--
+	b.core.Finished(b.clock.Now(), bt.ID)
 	for k, w := range ws {
 		if w == nil {
 			continue

@@ -51,6 +51,9 @@ type Batch struct {
 	Members []*backends.Request
 	Rows    int // rows in all (sequences, for an admission)
 	Tokens  int // estimated input tokens in all
+	// ID identifies a batch whose backend executors the core tracks (see
+	// lane.go): report its end with Core.Finished. 0 for the others.
+	ID uint64
 }
 
 // Options configures a Core (and, with the shell fields, a Batcher).
@@ -72,6 +75,10 @@ type Options struct {
 	// Slots overrides the number of concurrent LLM sequences (0 means the
 	// profile's MaxConcurrency).
 	Slots int
+	// RTT is the network round trip to the backend, included in the
+	// Predictor's latencies: a batch reaches the backend RTT/2 after its
+	// dispatch (see lane.go).
+	RTT time.Duration
 
 	// Shell fields, used by New only.
 	Clock       backends.Clock // nil means backends.RealClock
@@ -108,6 +115,10 @@ type group struct {
 	// resets it.
 	futile int
 
+	// lane is the backend's executors for this queue's batch class (nil
+	// for admission queues and without a profile).
+	lane *lane
+
 	due   int64 // cached dispatch time; immediate when due at once
 	dirty bool
 }
@@ -136,13 +147,16 @@ type Core struct {
 	now      int64
 	idle     bool
 	closed   bool
+	half     int64 // RTT/2
+	lanes    []*lane
+	lastID   uint64
 }
 
 // NewCore returns a core for one backend.
 func NewCore(o Options) *Core {
 	c := &Core{
 		backend: o.Backend, pred: o.Predictor, prof: o.Profile, models: o.Models, cfgs: o.Configs,
-		byID: make(map[string]*Entry), slotsCap: o.Slots, idle: true,
+		byID: make(map[string]*Entry), slotsCap: o.Slots, idle: true, half: int64(o.RTT / 2),
 	}
 	if c.slotsCap <= 0 && o.Profile != nil && o.Profile.LLM != nil {
 		c.slotsCap = o.Profile.LLM.MaxConcurrency
@@ -229,6 +243,10 @@ func (c *Core) groupFor(req *backends.Request, m *backends.Model) (*group, error
 		}
 		g.maxBatch = max(g.maxBatch, 1)
 		g.best = c.bestSize(g, req)
+		if bm != nil {
+			g.lane = c.laneFor(bm)
+			g.lane.groups = append(g.lane.groups, g)
+		}
 	case c.prof != nil && c.prof.LLM == nil && c.slotsCap <= 1:
 		return nil, fmt.Errorf("%w: hardware %s cannot run %s requests", backends.ErrUnavailable, c.prof.Name, req.Op)
 	}
@@ -423,8 +441,9 @@ func (c *Core) Evict(now time.Time, out []*backends.Request) []*backends.Request
 	t := now.UnixNano()
 	c.now = max(c.now, t)
 	for _, g := range c.groups {
+		start := max(t, c.ready(g)) // queued behind the batches out on its lane
 		g.q.each(func(e *Entry) {
-			if e.target != never && t+c.latency(g, e.rows, e.tokens) > e.target {
+			if e.target != never && start+c.latency(g, e.rows, e.tokens) > e.target {
 				c.evict = append(c.evict, e)
 			}
 		})
@@ -517,10 +536,14 @@ func (c *Core) computeDue(g *group) int64 {
 		}
 		return g.q.oldest() + int64(g.cfg.MaxQueueDelay)
 	}
-	// Adaptive.
+	// Adaptive. With a lane (lane.go) the rules are applied as of ready,
+	// when an executor is predicted free: nothing is dispatched before
+	// then, and the backend counts as idle from then on.
+	ready := c.ready(g)
+	idle := c.idle || g.lane != nil
 	next := max(int(g.rowsHat+0.5), 1)
 	if g.rows >= g.best || g.rows+next > g.maxBatch {
-		return immediate
+		return ready
 	}
 	target := g.q.earliestTarget()
 	var w int64 // the latest time the next request may arrive and be worth waiting for
@@ -528,25 +551,25 @@ func (c *Core) computeDue(g *group) int64 {
 		w = target - c.latency(g, g.rows+next, g.tokens+int(g.tokHat+0.5))
 	} else {
 		w = g.q.oldest() + int64(g.cfg.MaxQueueDelay)
-		if !c.idle {
+		if !idle {
 			return w // busy: hold until the queue-delay budget is spent
 		}
 	}
 	if g.arrivals < 2 {
-		return immediate // no arrival rate yet: do not wait for arrivals we have no evidence of
+		return ready // no arrival rate yet: do not wait for arrivals we have no evidence of
 	}
-	if c.idle && g.futile >= futileLimit {
+	if idle && g.futile >= futileLimit {
 		// The last holds on an idle backend ended alone: the arrivals we
 		// waited for never came in time (a client that sends its next
 		// request only after this one's answer, or a rate too low for
 		// the slack). Do not make an idle backend wait for them again;
 		// batches form again while it is busy.
-		return immediate
+		return ready
 	}
 	// Waiting for the next arrival is futile once now + ĝ > w, where ĝ is the
 	// EWMA gap, or the time since the last arrival when that is longer (the
 	// rate dropped): due at min(w − gap, (w + last) / 2).
-	return min(w-int64(g.gap), w/2+g.last/2)
+	return max(ready, min(w-int64(g.gap), w/2+g.last/2))
 }
 
 // preferred returns the largest preferred size not above the queued rows
@@ -617,6 +640,7 @@ func (c *Core) form(g *group, now int64) Batch {
 	}
 	bt := never // the batch's earliest target it meets (Adaptive)
 	adaptive := g.kind == KindBatch && g.cfg.Mode == ModeAdaptive
+	ready := c.ready(g)
 	var first *backends.Request
 	var firstPush int64
 	for {
@@ -656,12 +680,19 @@ func (c *Core) form(g *group, now int64) Batch {
 	}
 	b.Members = c.members[start:len(c.members):len(c.members)]
 	if adaptive {
+		idle := c.idle
+		if g.lane != nil {
+			idle = firstPush >= ready // it waited for company, not for an executor
+		}
 		switch {
 		case len(b.Members) > 1:
 			g.futile = 0
-		case c.idle && first != nil && now > firstPush:
+		case idle && first != nil && now > firstPush:
 			g.futile++ // held on an idle backend, and nobody joined
 		}
+	}
+	if len(b.Members) > 0 && g.kind == KindBatch {
+		b.ID = c.dispatched(g, now, b.Rows, b.Tokens)
 	}
 	return b
 }

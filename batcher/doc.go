@@ -37,6 +37,7 @@
 // Core (core.go) is a single-threaded, deterministic state machine with no
 // goroutines, locks or clock reads, like backends/emulator.Core: Enqueue,
 // Next (when the next decision is due), Poll (the batches to dispatch now),
+// Finished (a dispatched batch is over: its executor is free),
 // Drop (requests whose hard deadline passed: failed with a timeout, never
 // executed), Cancel, SlotsFree, Evict (requests that can no longer meet their
 // SLO here, handed back for the router to place again) and Close (returns
@@ -85,8 +86,8 @@
 // r̂ the expected rows of the next request (an EWMA of rows per request), and
 // ĝ the expected wait for the next arrival: the EWMA (α = 0.2) of the
 // inter-arrival gaps, or the time since the last arrival when that is longer
-// (the rate has dropped). The batch is dispatched as soon as one of these
-// holds:
+// (the rate has dropped). The batch is dispatched as soon as its lane is
+// ready (below) and one of these holds:
 //
 //  1. Size: Q reaches the best size B, the size in 1..MaxBatchSize that
 //     maximises rows/L(rows) (the smallest on a tie), or the next request
@@ -100,6 +101,21 @@
 //     request entered the queue + MaxQueueDelay. When the backend is
 //     idle it is dispatched as soon as the next arrival is expected after
 //     W (the rule of 2); while the backend is busy it is held until W.
+//
+// The backend's executors come first (lane.go): a batch dispatched while
+// every executor is busy would only wait at the backend, where nothing can
+// join it and a critical request that arrives a moment later queues behind
+// it. The core therefore predicts, per batch class, when each executor is
+// free (from the batches it dispatched, each L(rows) − RTT of execution
+// from its arrival RTT/2 after dispatch, corrected whenever one comes back:
+// Finished) and dispatches no adaptive batch before its lane is ready, RTT/2
+// before an executor frees; every rule above is applied as of that time,
+// when the backend is idle. Until then the queue keeps gathering requests
+// in queue order, so the batch size grows with the load and the backend
+// never idles for the round trip. The lane learns how its predictions err
+// (an EWMA of measured over predicted execution time, used on the low side:
+// the mean less twice the mean deviation, since a batch that arrives early
+// waits a moment, one that arrives late leaves the executor idle).
 //
 // Without an arrival rate yet (the queue's first request) nothing is waited
 // for: the batch goes at once. Holding is a bet on company, and the bet is

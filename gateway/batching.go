@@ -117,7 +117,7 @@ func (d *Dispatcher) newBatchers(cfgs map[string]batcher.Config) error {
 		}
 		b, err := batcher.New(batcher.Options{
 			Backend: i, Profile: prof, Models: d.models, Configs: d.bcfg, Predictor: pred,
-			Clock: d.clock, Exec: d.execBatch(i), Parallelism: par,
+			Clock: d.clock, Exec: d.execBatch(i), Parallelism: par, RTT: descs[i].RTT,
 		})
 		if err != nil {
 			return err

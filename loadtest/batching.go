@@ -160,6 +160,7 @@ type batchRec struct {
 	left  int32
 	b     int32
 	class emulator.BatchClass
+	id    uint64 // the batcher's Batch.ID, reported with Finished
 }
 
 // initBatching builds the batchers (one per backend) for mode, with the
@@ -206,7 +207,7 @@ func (s *Sim) initBatching(mode batcher.Mode, cfgs map[string]batcher.Config, de
 			bc[name] = cfg
 		}
 		s.bcores[i] = batcher.NewCore(batcher.Options{
-			Backend: i, Profile: d.Profile, Models: s.models, Configs: bc, Predictor: pred,
+			Backend: i, Profile: d.Profile, Models: s.models, Configs: bc, Predictor: pred, RTT: d.RTT,
 		})
 		for c := range 2 {
 			if bm := classModel(d.Profile, emulator.BatchClass(c)); bm != nil {
@@ -296,14 +297,21 @@ func (s *Sim) dispatch(b int32, bt *batcher.Batch, now time.Time) {
 		for _, req := range bt.Members {
 			s.reqs[slotOf(req)].lost = true // never reaches the backend: it will time out
 		}
+		s.bcores[b].Finished(now, bt.ID) // it occupies no executor
 		return
 	}
 	mb := s.maxBatch[b][class]
 	if len(bt.Members) == 1 && (mb == 0 || s.reqs[first].req.Rows > mb) {
 		// A request larger than MaxBatch runs alone, split by the backend.
 		if err := s.submit(first, b, now); err != nil {
+			s.bcores[b].Finished(now, bt.ID)
 			s.failSubmit(first, now, err)
+			return
 		}
+		rec := s.allocRec()
+		s.recs[rec] = batchRec{left: 1, b: b, class: class, id: bt.ID}
+		s.outstanding[b][class]++
+		s.reqs[first].rec = rec
 		return
 	}
 	s.members = s.members[:0]
@@ -320,13 +328,14 @@ func (s *Sim) dispatch(b int32, bt *batcher.Batch, now time.Time) {
 	}
 	job := emulator.BatchJob{ID: uint64(s.res.Batches), Class: class, Members: s.members}
 	if err := s.cores[b].SubmitBatch(now, &job); err != nil {
+		s.bcores[b].Finished(now, bt.ID)
 		for _, req := range bt.Members {
 			s.failSubmit(slotOf(req), now, err)
 		}
 		return
 	}
 	rec := s.allocRec()
-	s.recs[rec] = batchRec{left: int32(len(bt.Members)), b: b, class: class}
+	s.recs[rec] = batchRec{left: int32(len(bt.Members)), b: b, class: class, id: bt.ID}
 	s.outstanding[b][class]++
 	for _, req := range bt.Members {
 		r := s.reqs[slotOf(req)]
@@ -368,8 +377,9 @@ func (s *Sim) allocRec() int32 {
 }
 
 // memberEnded tells request i's batch record that i's share is over (its
-// result came back, or it timed out or failed).
-func (s *Sim) memberEnded(i int32) {
+// result came back, or it timed out or failed) at now; the last one tells
+// the batcher the batch is over.
+func (s *Sim) memberEnded(i int32, now time.Time) {
 	r := s.reqs[i]
 	k := r.rec
 	if k < 0 {
@@ -380,6 +390,7 @@ func (s *Sim) memberEnded(i int32) {
 	rec.left--
 	if rec.left == 0 {
 		s.outstanding[rec.b][rec.class]--
+		s.bcores[rec.b].Finished(now, rec.id)
 		s.freeRecs = append(s.freeRecs, k)
 	}
 }

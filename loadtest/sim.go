@@ -662,7 +662,7 @@ func (s *Sim) complete(i int32, now time.Time) {
 	st.CostUSD += r.cost
 	// Latencies are measured from the intended send time, which is the
 	// submission time: the core's Timing is measured from submission.
-	s.memberEnded(i)
+	s.memberEnded(i, now)
 	o := Outcome{
 		Item: &r.item, Latency: r.wait + r.total, TTFT: r.wait + r.ttft,
 		Status: 200, Kind: "ok", OK: true, CostUSD: r.cost,
@@ -698,7 +698,7 @@ func (s *Sim) timeout(i int32, t int64) {
 		s.unqueue(i)
 		s.fix(r.backend)
 	}
-	s.memberEnded(i)
+	s.memberEnded(i, now)
 	s.cancelParts(i, now)
 	s.router.Done(now, r.dec, router.Outcome{Err: backends.ErrTimeout, E2E: time.Duration(t) - r.item.At})
 	s.res.Backends[r.backend].Timeouts++

@@ -26,6 +26,13 @@ import (
 //     recent error, not a constant (Config.Margin applies only until a cell
 //     has MinSamples samples).
 //
+// For vision and embeddings requests the ratio is the time from dispatch to
+// the result over the profile's round trip plus service time of the batch
+// the request actually ran in (Outcome.BatchRows): the backend's speed,
+// which the batchers' predictor applies to batches of known sizes. The
+// queue ahead (the books' BatchWork) and the batch size expected at
+// placement are predicted, not learned.
+//
 // A backend that turns 3× slower shows ratios near 3 from its next requests
 // on: the quantiles move after a handful of samples (4 of 64 above the
 // old 94th percentile)

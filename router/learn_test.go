@@ -269,6 +269,38 @@ func TestBatchPredictorServesBatcher(t *testing.T) {
 	_ = errors.New
 }
 
+// The learned ratio of a vision or embeddings request compares what it
+// observed with the batch it actually ran in (Outcome.BatchRows), not with
+// the batch size expected at placement: batches bigger than expected do not
+// make the backend look slow, and the batchers' predictor (which asks about
+// batches of known sizes) stays at the backend's speed.
+func TestLearnedRatioUsesTheBatchItRanIn(t *testing.T) {
+	p := llmProfile("p", 1, 8, 100)
+	p.Vision.MaxBatch = 64
+	d := desc("x", p, time.Millisecond)
+	r := newRouter(t, Config{}, d)
+	bp := r.BatchPredictor()
+	// Every request runs in a batch of 48 rows at exactly the profile's
+	// speed, while placement still expects smaller batches.
+	for k := 0; k < 40; k++ {
+		dd, _ := r.Place(t0, visReq(backends.Standard, time.Second), visModel, -1)
+		e2e := time.Millisecond + p.Vision.BatchTime(48, 0)
+		r.Done(t0, dd, Outcome{E2E: e2e, BatchRows: 48})
+	}
+	want := time.Millisecond + p.Vision.BatchTime(48, 0)
+	if got := bp.BatchLatency(0, visModel, 48, 0); got < want*99/100 || got > want*101/100 {
+		t.Fatalf("a batch of 48 rows at the profile's speed: predicted %v, want %v", got, want)
+	}
+	// Twice as slow as the profile, in the same batches: the factor doubles.
+	for k := 0; k < 64; k++ {
+		dd, _ := r.Place(t0, visReq(backends.Standard, time.Second), visModel, -1)
+		r.Done(t0, dd, Outcome{E2E: 2 * (time.Millisecond + p.Vision.BatchTime(48, 0)), BatchRows: 48})
+	}
+	if got := bp.BatchLatency(0, visModel, 48, 0); got < 2*want*99/100-time.Millisecond || got > 2*want*101/100 {
+		t.Fatalf("twice as slow: predicted %v, want about %v", got, 2*want-time.Millisecond)
+	}
+}
+
 // Telemetry: a backend that reports more work than the router placed (other
 // clients share it) is predicted with the larger queue.
 func TestExternalLoadMerges(t *testing.T) {

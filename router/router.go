@@ -39,6 +39,12 @@ type Decision struct {
 	probe    bool             // predicted from the profile alone to probe a backend that lost its traffic
 	prefix   *backends.Prefix // the request's prompt prefixes, recorded for affinity on success
 	charged  Load
+	// bm, rows and tokens are a vision or embeddings request's batch model
+	// on the backend, rows and input tokens: Done predicts the batch it
+	// actually ran in from them.
+	bm     *backends.BatchModel
+	rows   int32
+	tokens int32
 }
 
 // Outcome is what Done learns from a placed request's end. Zero durations
@@ -281,6 +287,35 @@ func (r *Router) correct(p *Prediction, c *cell, req *backends.Request, probe bo
 	p.CostUSD *= busy
 }
 
+// ranIn returns the profile's round trip and service time of the batch of
+// rows rows a vision or embeddings request ran in (its own rows, split into
+// MaxBatch-row batches, when they are more), or 0 when unknown. The learned
+// ratio thus measures the backend's speed, not how far the batch differed
+// from the size the placement expected: the batchers' predictor scales
+// batches of known sizes by it.
+func (r *Router) ranIn(t *target, d Decision, rows int) time.Duration {
+	bm := d.bm
+	if bm == nil || rows <= 0 {
+		return 0
+	}
+	rtt := t.desc.RTT
+	if t.rtt > 0 {
+		rtt = t.rtt
+	}
+	own, tokens := int(d.rows), int(d.tokens)
+	per := max(bm.MaxBatch, 1)
+	if own > per {
+		var svc time.Duration
+		for rest := own; rest > 0; rest -= per {
+			b := min(rest, per)
+			svc += bm.BatchTime(b, tokens*b/own)
+		}
+		return rtt + svc
+	}
+	n := min(max(rows, own), per)
+	return rtt + bm.BatchTime(n, tokens*n/max(own, 1))
+}
+
 func scale(d time.Duration, f float64) time.Duration { return time.Duration(float64(d) * f) }
 
 func (r *Router) commit(now time.Time, i int, raw, p Prediction, req *backends.Request, model int, meets bool) Decision {
@@ -303,6 +338,15 @@ func (r *Router) commit(now time.Time, i int, raw, p Prediction, req *backends.R
 		t.cells[model].probing = true
 	}
 	d := Decision{Index: i, Backend: t.desc, Prediction: p, MeetsSLO: meets, raw: raw, model: model, probe: probe, charged: c}
+	switch req.Op {
+	case backends.OpTensor:
+		d.bm = t.desc.Profile.Vision
+	case backends.OpEmbedding:
+		d.bm = t.desc.Profile.Embedding
+	}
+	if d.bm != nil {
+		d.rows, d.tokens = int32(max(req.Rows, 1)), int32(max(req.EstInputTokens, 0))
+	}
 	if r.aff != nil && req.Prefix.N > 0 && c.Seqs > 0 {
 		d.prefix = &req.Prefix
 	}
@@ -407,7 +451,9 @@ func (r *Router) learn(now time.Time, t *target, d Decision, o Outcome) {
 	}
 	if o.E2E > 0 && d.raw.E2E > 0 {
 		pred := d.raw.E2E
-		if !llm && d.raw.E2E > d.raw.Wait {
+		if svc := r.ranIn(t, d, o.BatchRows); svc > 0 {
+			pred = svc // the round trip and the batch it ran in
+		} else if !llm && d.raw.E2E > d.raw.Wait {
 			pred = d.raw.E2E - d.raw.Wait // the round trip and service (see correct)
 		}
 		c.e2e.add(float64(o.E2E)/float64(pred), a, &r.pct, &r.scratch)

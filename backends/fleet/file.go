@@ -107,7 +107,7 @@ type ModelSpec struct {
 	//	  max_queue_delay_us: 2000   # fixed: longest wait for a preferred size;
 	//	                             # adaptive: wait budget of a batch without an
 	//	                             # SLO target (default 2000 µs, never fails a request)
-	//	  max_queue_size: 1024       # requests queued per backend; beyond: 429 (default 1024)
+	//	  max_queue_size: 1024       # requests queued per backend; beyond: 429 (default 16384)
 	//	  aging_limit_ms:            # a request waiting this long is served as the
 	//	    standard: 500            # class above (defaults standard 500, sheddable
 	//	    sheddable: 2000          # 2000; -1 disables aging for the class)
