@@ -11,12 +11,14 @@ import (
 
 // Predictor predicts how long a batch takes on a backend: from dispatch to the
 // result reaching the gateway (network round trip included), for rows rows
-// holding tokens input tokens in all (0 when unknown or irrelevant). For an
-// LLM model it is the time to the first token of a request admitted now. It
-// must be pure and must not allocate: the core calls it on every decision.
-// The router's profile predictor serves it in the gateway.
+// holding tokens input tokens in all (0 when unknown or irrelevant), at the
+// margin of priority class prio (the class of the SLO target the prediction
+// is checked against; Standard otherwise). For an LLM model it is the time
+// to the first token of a request admitted now. It must be pure and must not
+// allocate: the core calls it on every decision. The router's learned model
+// serves it in the gateway.
 type Predictor interface {
-	BatchLatency(backend int, model *backends.Model, rows, tokens int) time.Duration
+	BatchLatency(backend int, model *backends.Model, rows, tokens int, prio backends.Priority) time.Duration
 }
 
 // Kind is what a queue does with its requests.
@@ -174,11 +176,11 @@ func (c *Core) Len() int { return len(c.byID) }
 // Slots returns the free and total LLM sequence slots.
 func (c *Core) Slots() (free, total int) { return c.slots, c.slotsCap }
 
-func (c *Core) latency(g *group, rows, tokens int) int64 {
+func (c *Core) latency(g *group, rows, tokens int, prio backends.Priority) int64 {
 	if c.pred == nil {
 		return 0
 	}
-	return int64(c.pred.BatchLatency(c.backend, g.model, rows, tokens))
+	return int64(c.pred.BatchLatency(c.backend, g.model, rows, tokens, prio))
 }
 
 // groupFor finds or creates the queue for req.
@@ -264,7 +266,7 @@ func (c *Core) bestSize(g *group, req *backends.Request) int {
 	perRow := float64(req.EstInputTokens) / float64(rows)
 	best, bestThr := g.maxBatch, -1.0
 	for n := 1; n <= g.maxBatch; n++ {
-		l := c.latency(g, n, int(perRow*float64(n)+0.5))
+		l := c.latency(g, n, int(perRow*float64(n)+0.5), backends.Standard)
 		thr := math.Inf(1)
 		if l > 0 {
 			thr = float64(n) / float64(l)
@@ -443,7 +445,7 @@ func (c *Core) Evict(now time.Time, out []*backends.Request) []*backends.Request
 	for _, g := range c.groups {
 		start := max(t, c.ready(g)) // queued behind the batches out on its lane
 		g.q.each(func(e *Entry) {
-			if e.target != never && start+c.latency(g, e.rows, e.tokens) > e.target {
+			if e.target != never && start+c.latency(g, e.rows, e.tokens, e.prio()) > e.target {
 				c.evict = append(c.evict, e)
 			}
 		})
@@ -545,10 +547,10 @@ func (c *Core) computeDue(g *group) int64 {
 	if g.rows >= g.best || g.rows+next > g.maxBatch {
 		return ready
 	}
-	target := g.q.earliestTarget()
+	target, prio := g.q.earliestTarget()
 	var w int64 // the latest time the next request may arrive and be worth waiting for
 	if target != never {
-		w = target - c.latency(g, g.rows+next, g.tokens+int(g.tokHat+0.5))
+		w = target - c.latency(g, g.rows+next, g.tokens+int(g.tokHat+0.5), prio)
 	} else {
 		w = g.q.oldest() + int64(g.cfg.MaxQueueDelay)
 		if !idle {
@@ -639,6 +641,7 @@ func (c *Core) form(g *group, now int64) Batch {
 		}
 	}
 	bt := never // the batch's earliest target it meets (Adaptive)
+	var btPrio backends.Priority // that target's class
 	adaptive := g.kind == KindBatch && g.cfg.Mode == ModeAdaptive
 	ready := c.ready(g)
 	var first *backends.Request
@@ -659,7 +662,8 @@ func (c *Core) form(g *group, now int64) Batch {
 			// Adaptive: never let a target the batch meets (bt, the earliest
 			// of them) miss by adding a request, nor the request's own when
 			// it could be met alone.
-			if t := min(bt, mt); adaptive && t != never && now+c.latency(g, b.Rows+e.rows, b.Tokens+e.tokens) > t {
+			if adaptive && (c.misses(g, now, b.Rows+e.rows, b.Tokens+e.tokens, bt, btPrio) ||
+				c.misses(g, now, b.Rows+e.rows, b.Tokens+e.tokens, mt, e.prio())) {
 				break
 			}
 		}
@@ -669,7 +673,9 @@ func (c *Core) form(g *group, now int64) Batch {
 		if first == nil {
 			first, firstPush = e.req, e.push
 		}
-		bt = min(bt, mt)
+		if mt < bt {
+			bt, btPrio = mt, e.prio()
+		}
 		b.Rows += e.rows
 		b.Tokens += e.tokens
 		c.members = append(c.members, e.req)
@@ -700,10 +706,16 @@ func (c *Core) form(g *group, now int64) Batch {
 // meetable returns e's target if dispatching it alone at now meets it, else
 // never (a hopeless target does not hold the batch back).
 func (c *Core) meetable(g *group, e *Entry, now int64) int64 {
-	if e.target == never || now+c.latency(g, e.rows, e.tokens) > e.target {
+	if e.target == never || now+c.latency(g, e.rows, e.tokens, e.prio()) > e.target {
 		return never
 	}
 	return e.target
+}
+
+// misses reports whether a batch of rows rows and tokens tokens dispatched
+// at now would end after target, predicted at class prio's margin.
+func (c *Core) misses(g *group, now int64, rows, tokens int, target int64, prio backends.Priority) bool {
+	return target != never && now+c.latency(g, rows, tokens, prio) > target
 }
 
 // compatible reports whether b can join a batch whose first member is a:

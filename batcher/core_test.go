@@ -130,7 +130,7 @@ func TestAdaptiveWorkedExample(t *testing.T) {
 		t.Fatalf("at 8 ms: batches %+v, want the 4 requests", bs)
 	}
 	// Done at 8 + L(4) = 17 ms ≤ 20 ms.
-	if end := at(8).Add(linPred{msd(5), msd(1)}.BatchLatency(0, nil, 4, 0)); end.After(at(20)) {
+	if end := at(8).Add(linPred{msd(5), msd(1)}.BatchLatency(0, nil, 4, 0, backends.Standard)); end.After(at(20)) {
 		t.Errorf("batch ends at %v", end.Sub(t0))
 	}
 
@@ -184,7 +184,7 @@ func TestAdaptiveBestSize(t *testing.T) {
 
 type kneePred struct{}
 
-func (kneePred) BatchLatency(_ int, _ *backends.Model, rows, _ int) time.Duration {
+func (kneePred) BatchLatency(_ int, _ *backends.Model, rows, _ int, _ backends.Priority) time.Duration {
 	return msd(4) + msd(2)*time.Duration(max(rows-4, 0))
 }
 
@@ -220,9 +220,9 @@ func TestAdaptiveNeverMissesAvoidably(t *testing.T) {
 		var bs []Batch
 		check := func() {
 			for _, b := range bs {
-				l := pred.BatchLatency(0, nil, b.Rows, 0)
+				l := pred.BatchLatency(0, nil, b.Rows, 0, backends.Standard)
 				for _, m := range b.Members {
-					alone := pred.BatchLatency(0, nil, m.Rows, 0)
+					alone := pred.BatchLatency(0, nil, m.Rows, 0, backends.Standard)
 					tg := m.Arrival.Add(m.SLO.E2E)
 					if m.SLO.E2E > 0 && !now.Add(alone).After(tg) && now.Add(l).After(tg) {
 						t.Fatalf("trial %d at %v: %s (target %v) misses in a batch of %d rows; alone it would meet it",
@@ -568,5 +568,38 @@ func TestTryAdmitFastPath(t *testing.T) {
 	c.Close(nil)
 	if c.TryAdmit(llm(1)) {
 		t.Fatal("admitted on a closed core")
+	}
+}
+
+// classPred predicts base + per·rows at the standard margin and twice that
+// at the critical one.
+type classPred struct{ linPred }
+
+func (p classPred) BatchLatency(b int, m *backends.Model, rows, tokens int, prio backends.Priority) time.Duration {
+	l := p.linPred.BatchLatency(b, m, rows, tokens, prio)
+	if prio == backends.Critical {
+		l *= 2
+	}
+	return l
+}
+
+// The deadline rule checks a target at the margin of its request's class:
+// the same 40 ms target is planned with the critical prediction when a
+// critical request holds it.
+func TestAdaptivePlansEachTargetAtItsClassMargin(t *testing.T) {
+	for _, tc := range []struct {
+		prio backends.Priority
+		due  float64
+	}{
+		// W = 40 − L(3); due = min(W − 2, (W + 2) / 2).
+		{backends.Standard, 17}, // L(3) = 8 ms: W = 32
+		{backends.Critical, 13}, // L(3) = 16 ms: W = 24
+	} {
+		c := newTestCore(Config{Mode: ModeAdaptive, MaxBatchSize: 8}, classPred{linPred{msd(5), msd(1)}})
+		mustEnqueue(t, c, at(0), vreq(tc.prio, at(0), msd(40), 1))
+		c.Poll(at(0), true, nil) // the first goes at once: no arrival rate yet
+		mustEnqueue(t, c, at(2), vreq(tc.prio, at(2), msd(38), 1))
+		mustEnqueue(t, c, at(2), vreq(tc.prio, at(2), msd(38), 1))
+		wantNext(t, c, at(tc.due))
 	}
 }

@@ -16,7 +16,7 @@ func msd(ms float64) time.Duration { return time.Duration(ms * float64(time.Mill
 // linPred predicts base + per·rows.
 type linPred struct{ base, per time.Duration }
 
-func (p linPred) BatchLatency(_ int, _ *backends.Model, rows, _ int) time.Duration {
+func (p linPred) BatchLatency(_ int, _ *backends.Model, rows, _ int, _ backends.Priority) time.Duration {
 	return p.base + p.per*time.Duration(rows)
 }
 

@@ -116,7 +116,7 @@ func (c *Core) dispatched(g *group, now int64, rows, tokens int) uint64 {
 	}
 	c.lastID++
 	k, f := l.earliest()
-	exec := max(c.latency(g, rows, tokens)-2*c.half, 0)
+	exec := max(c.latency(g, rows, tokens, backends.Standard)-2*c.half, 0)
 	arrive := now + c.half
 	end := max(arrive, f) + l.scale(exec)
 	l.free[k] = end

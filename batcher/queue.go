@@ -259,21 +259,26 @@ func (q *Queue) oldest() int64 {
 
 // EarliestTarget returns the earliest SLO target among the queued requests.
 func (q *Queue) EarliestTarget() (time.Time, bool) {
-	if t := q.earliestTarget(); t != never {
+	if t, _ := q.earliestTarget(); t != never {
 		return time.Unix(0, t), true
 	}
 	return time.Time{}, false
 }
 
-func (q *Queue) earliestTarget() int64 {
-	best := never
+// earliestTarget returns the earliest SLO target among the queued requests
+// and the priority class of the request that holds it.
+func (q *Queue) earliestTarget() (int64, backends.Priority) {
+	best, prio := never, backends.Standard
 	for s := range numClasses {
-		if h := q.heaps[s]; len(h) > 0 {
-			best = min(best, h[0].target)
+		if h := q.heaps[s]; len(h) > 0 && h[0].target < best {
+			best, prio = h[0].target, h[0].prio()
 		}
 	}
-	return best
+	return best, prio
 }
+
+// prio is the request's own priority class.
+func (e *Entry) prio() backends.Priority { return backends.Priority(e.class) }
 
 // each calls f for every queued entry, in no particular order; f must not
 // change the queue.

@@ -114,31 +114,34 @@ type cell struct {
 	// a probe (see learn.go's notes) is out.
 	last    int64
 	probing bool
-	// pub is the published E2E (batch) or TTFT (LLM) quantile factor of
+	// pub is the published E2E (batch) or TTFT (LLM) quantile factor, per
+	// priority class,
 	// the standard class, for readers outside the router's lock (the
 	// batchers' predictor).
-	pub atomic.Uint64
+	pub [backends.NumPriorities]atomic.Uint64
 }
 
 // Factors is the learned correction published for readers that do not hold
-// the router (the batchers): per backend and model, the standard class's
+// the router (the batchers): per backend, model and priority class, the
 // quantile factor the router applies to the profile's latency. Safe for
 // concurrent use.
 type Factors struct {
 	r *Router
 }
 
-// Latency returns the quantile factor for backend i and the model: 1 + Margin
-// before any sample, 1 for an unknown backend or model.
-func (f Factors) Latency(i int, model string) float64 {
+// Latency returns the quantile factor of priority class prio for backend i
+// and the model: 1 + Margin before any sample, 1 for an unknown backend or
+// model.
+func (f Factors) Latency(i int, model string, prio backends.Priority) float64 {
 	if f.r == nil || i < 0 || i >= len(f.r.targets) {
 		return 1
 	}
+	prio = min(prio, backends.Sheddable)
 	mt := f.r.byModel[model]
 	if mt == nil {
 		return 1
 	}
-	v := f.r.targets[i].cells[mt.id].pub.Load()
+	v := f.r.targets[i].cells[mt.id].pub[prio].Load()
 	if v == 0 {
 		return 1 + f.r.cfg.Margin // no samples yet
 	}
@@ -149,8 +152,11 @@ func (f Factors) Latency(i int, model string) float64 {
 // (batcher.Predictor) from the router's model: the profile's time for a
 // batch of rows rows holding tokens tokens on backend i (split into
 // MaxBatch-row batches when larger; for an LLM model, the prefill of a
-// request admitted now), scaled by the learned standard-class quantile factor for that backend
-// and model (1 + Config.Margin until it has samples), plus the round trip.
+// request admitted now), scaled by the learned quantile factor of the
+// priority class asked about (the batcher asks with the class of the target
+// it checks, so a critical target is planned at the critical quantile, as
+// the router places it) for that backend and model (1 + Config.Margin until
+// it has samples), plus the round trip.
 // It is safe for concurrent use and allocates nothing.
 type BatchPredictor struct {
 	f Factors
@@ -160,7 +166,7 @@ type BatchPredictor struct {
 func (r *Router) BatchPredictor() BatchPredictor { return BatchPredictor{f: r.Factors()} }
 
 // BatchLatency implements batcher.Predictor.
-func (p BatchPredictor) BatchLatency(backend int, m *backends.Model, rows, tokens int) time.Duration {
+func (p BatchPredictor) BatchLatency(backend int, m *backends.Model, rows, tokens int, prio backends.Priority) time.Duration {
 	if p.f.r == nil || backend < 0 || backend >= len(p.f.r.targets) {
 		return 0
 	}
@@ -189,5 +195,5 @@ func (p BatchPredictor) BatchLatency(backend int, m *backends.Model, rows, token
 	} else if m.Kind != backends.ModelLLM {
 		return d.RTT
 	}
-	return d.RTT + scale(t, p.f.Latency(backend, m.Name))
+	return d.RTT + scale(t, p.f.Latency(backend, m.Name, prio))
 }

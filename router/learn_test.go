@@ -245,13 +245,13 @@ func TestBatchPredictorServesBatcher(t *testing.T) {
 	bp := r.BatchPredictor()
 	f := 1.5 // the margin, before samples
 	want := func(t time.Duration) time.Duration { return 3*time.Millisecond + scale(t, f) }
-	if got := bp.BatchLatency(0, visModel, 3, 0); got != want(p.Vision.BatchTime(3, 0)) {
+	if got := bp.BatchLatency(0, visModel, 3, 0, backends.Standard); got != want(p.Vision.BatchTime(3, 0)) {
 		t.Fatalf("3 rows: %v", got)
 	}
-	if got := bp.BatchLatency(0, visModel, 6, 0); got != want(p.Vision.BatchTime(4, 0)+p.Vision.BatchTime(2, 0)) {
+	if got := bp.BatchLatency(0, visModel, 6, 0, backends.Standard); got != want(p.Vision.BatchTime(4, 0)+p.Vision.BatchTime(2, 0)) {
 		t.Fatalf("6 rows: %v", got)
 	}
-	if got := bp.BatchLatency(0, llmModel, 1, 500); got != want(p.LLM.PrefillTime(500)) {
+	if got := bp.BatchLatency(0, llmModel, 1, 500, backends.Standard); got != want(p.LLM.PrefillTime(500)) {
 		t.Fatalf("llm: %v", got)
 	}
 	// After samples showing the backend twice as slow as its profile, the
@@ -260,10 +260,10 @@ func TestBatchPredictorServesBatcher(t *testing.T) {
 		dd, _ := r.Place(t0, visReq(backends.Standard, time.Second), visModel, -1)
 		r.Done(t0, dd, Outcome{E2E: 2 * dd.raw.E2E})
 	}
-	if got := bp.BatchLatency(0, visModel, 3, 0); got != 3*time.Millisecond+scale(p.Vision.BatchTime(3, 0), 2) {
+	if got := bp.BatchLatency(0, visModel, 3, 0, backends.Standard); got != 3*time.Millisecond+scale(p.Vision.BatchTime(3, 0), 2) {
 		t.Fatalf("learned: %v", got)
 	}
-	if n := testing.AllocsPerRun(100, func() { bp.BatchLatency(0, visModel, 5, 10) }); n != 0 {
+	if n := testing.AllocsPerRun(100, func() { bp.BatchLatency(0, visModel, 5, 10, backends.Standard) }); n != 0 {
 		t.Fatalf("%v allocs", n)
 	}
 	_ = errors.New
@@ -288,7 +288,7 @@ func TestLearnedRatioUsesTheBatchItRanIn(t *testing.T) {
 		r.Done(t0, dd, Outcome{E2E: e2e, BatchRows: 48})
 	}
 	want := time.Millisecond + p.Vision.BatchTime(48, 0)
-	if got := bp.BatchLatency(0, visModel, 48, 0); got < want*99/100 || got > want*101/100 {
+	if got := bp.BatchLatency(0, visModel, 48, 0, backends.Standard); got < want*99/100 || got > want*101/100 {
 		t.Fatalf("a batch of 48 rows at the profile's speed: predicted %v, want %v", got, want)
 	}
 	// Twice as slow as the profile, in the same batches: the factor doubles.
@@ -296,7 +296,7 @@ func TestLearnedRatioUsesTheBatchItRanIn(t *testing.T) {
 		dd, _ := r.Place(t0, visReq(backends.Standard, time.Second), visModel, -1)
 		r.Done(t0, dd, Outcome{E2E: 2 * (time.Millisecond + p.Vision.BatchTime(48, 0)), BatchRows: 48})
 	}
-	if got := bp.BatchLatency(0, visModel, 48, 0); got < 2*want*99/100-time.Millisecond || got > 2*want*101/100 {
+	if got := bp.BatchLatency(0, visModel, 48, 0, backends.Standard); got < 2*want*99/100-time.Millisecond || got > 2*want*101/100 {
 		t.Fatalf("twice as slow: predicted %v, want about %v", got, 2*want-time.Millisecond)
 	}
 }
@@ -418,5 +418,28 @@ func TestIndexLargeClass(t *testing.T) {
 	}
 	if d, _ := r.Place(t0, req, llmModel, first.Index); d.Index == first.Index {
 		t.Fatal("exclude ignored in a large class")
+	}
+}
+
+// The batchers' predictor answers at the margin of the class asked about:
+// after ratios spread between 1 and 2, the critical quantile (99th) is
+// above the standard one (94th), which is above the sheddable one (85th).
+func TestBatchPredictorPerClassMargin(t *testing.T) {
+	p := llmProfile("p", 1, 8, 100)
+	d := desc("x", p, 0)
+	r := newRouter(t, Config{}, d)
+	bp := r.BatchPredictor()
+	for k := 0; k < 64; k++ {
+		dd, _ := r.Place(t0, visReq(backends.Standard, time.Second), visModel, -1)
+		r.Done(t0, dd, Outcome{E2E: scale(dd.raw.E2E-dd.raw.Wait, 1+float64(k%32)/31)})
+	}
+	crit := bp.BatchLatency(0, visModel, 4, 0, backends.Critical)
+	std := bp.BatchLatency(0, visModel, 4, 0, backends.Standard)
+	shed := bp.BatchLatency(0, visModel, 4, 0, backends.Sheddable)
+	if !(crit > std && std > shed) {
+		t.Fatalf("critical %v, standard %v, sheddable %v: want strictly decreasing", crit, std, shed)
+	}
+	if base := p.Vision.BatchTime(4, 0); crit > 2*base || shed < base {
+		t.Fatalf("factors outside the observed ratios 1..2: critical %v, sheddable %v, profile %v", crit, shed, base)
 	}
 }

@@ -496,14 +496,16 @@ func (c *cell) observeLatency(v, a float64) {
 	c.nlat++
 }
 
-// publish stores the cell's standard-class quantile factor for Factors.
+// publish stores the cell's quantile factors, per priority class, for Factors.
 func (r *Router) publish(c *cell, llm bool) {
 	st := &c.e2e
 	if llm {
 		st = &c.ttft
 	}
-	_, f := st.factors(backends.Standard, r.cfg.MinSamples, r.cfg.Margin)
-	c.pub.Store(math.Float64bits(f))
+	for prio := range c.pub {
+		_, f := st.factors(backends.Priority(prio), r.cfg.MinSamples, r.cfg.Margin)
+		c.pub[prio].Store(math.Float64bits(f))
+	}
 }
 
 // SetDown marks backend i unhealthy (down = true) or healthy again, for
