@@ -640,7 +640,7 @@ func (c *Core) form(g *group, now int64) Batch {
 			limit = p
 		}
 	}
-	bt := never // the batch's earliest target it meets (Adaptive)
+	bt := never                  // the batch's earliest target it meets (Adaptive)
 	var btPrio backends.Priority // that target's class
 	adaptive := g.kind == KindBatch && g.cfg.Mode == ModeAdaptive
 	ready := c.ready(g)
