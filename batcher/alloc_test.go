@@ -12,12 +12,13 @@ import (
 // TestEnqueueDecideAllocs guards the per-request bookkeeping: once the
 // buffers have grown, Enqueue plus the dispatch decision allocates nothing.
 func TestEnqueueDecideAllocs(t *testing.T) {
-	r := newBenchRig()
-	for range 4096 {
-		r.step()
-	}
-	if n := testing.AllocsPerRun(2000, r.step); n != 0 {
-		t.Errorf("Enqueue + decision allocates %v times per request, want 0", n)
+	for name, r := range map[string]*benchRig{"no lanes": newBenchRig(), "lanes": newLaneBenchRig()} {
+		for range 4096 {
+			r.step()
+		}
+		if n := testing.AllocsPerRun(2000, r.step); n != 0 {
+			t.Errorf("%s: Enqueue + decision allocates %v times per request, want 0", name, n)
+		}
 	}
 }
 

@@ -18,6 +18,14 @@ type benchRig struct {
 	drop []*backends.Request
 	now  time.Time
 	i    int
+	// With lanes: the batches out at the backend and when each comes back.
+	lanes bool
+	back  []sentBatch
+}
+
+type sentBatch struct {
+	id uint64
+	at time.Time
 }
 
 func newBenchRig() *benchRig {
@@ -25,11 +33,30 @@ func newBenchRig() *benchRig {
 		c:   newTestCore(Config{MaxBatchSize: 32}, linPred{msd(2), msd(0.1)}),
 		now: t0,
 	}
+	r.fill()
+	return r
+}
+
+// newLaneBenchRig is newBenchRig on a backend with one executor and a 1 ms
+// round trip (L(n) = 1.5 ms + 0.02 ms·n, so the executor keeps up), whose
+// batches come back when predicted (Finished).
+func newLaneBenchRig() *benchRig {
+	prof := &backends.Profile{Name: "gpu", Vision: &backends.BatchModel{BaseMs: 1, PerItemMs: 0.1, MaxBatch: 32, Executors: 1}}
+	r := &benchRig{
+		c: NewCore(Options{Profile: prof, Models: testModels, Configs: map[string]Config{"resnet": {MaxBatchSize: 32}},
+			Predictor: linPred{msd(1.5), msd(0.02)}, RTT: msd(1)}),
+		now:   t0,
+		lanes: true,
+	}
+	r.fill()
+	return r
+}
+
+func (r *benchRig) fill() {
 	for i := range 1024 {
 		r.reqs = append(r.reqs, &backends.Request{ID: "b" + strconv.Itoa(i), Op: backends.OpTensor, Model: "resnet",
 			Priority: backends.Priority(i % 3), Rows: 1, SLO: backends.SLO{E2E: msd(20)}})
 	}
-	return r
 }
 
 func (r *benchRig) step() {
@@ -41,7 +68,24 @@ func (r *benchRig) step() {
 		panic(err)
 	}
 	r.drop = r.c.Drop(r.now, r.drop[:0])
+	if r.lanes {
+		k := 0
+		for _, b := range r.back {
+			if b.at.After(r.now) {
+				r.back[k] = b
+				k++
+				continue
+			}
+			r.c.Finished(r.now, b.id)
+		}
+		r.back = r.back[:k]
+	}
 	r.out = r.c.Poll(r.now, true, r.out[:0])
+	for _, b := range r.out {
+		if r.lanes {
+			r.back = append(r.back, sentBatch{b.ID, r.now.Add(msd(1.5 + 0.02*float64(b.Rows)))})
+		}
+	}
 	r.c.Next()
 }
 
@@ -49,6 +93,20 @@ func (r *benchRig) step() {
 // plus the dispatch decision (Drop, Poll, Next).
 func BenchmarkEnqueueDecide(b *testing.B) {
 	r := newBenchRig()
+	for range 4096 {
+		r.step()
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		r.step()
+	}
+}
+
+// BenchmarkEnqueueDecideLanes is BenchmarkEnqueueDecide on a backend whose
+// executor the core tracks (lane.go), batches reported back with Finished.
+func BenchmarkEnqueueDecideLanes(b *testing.B) {
+	r := newLaneBenchRig()
 	for range 4096 {
 		r.step()
 	}
