@@ -138,6 +138,11 @@ type Placement struct {
 	first   time.Time   // when the first output reached the front (streams), zero before
 	release func()      // set once the request holds admission slots (PlaceAdmitted)
 	d       *Dispatcher // the generation that made it (reload.go)
+	// The request's SLO as its client sees it, from its arrival: judged at
+	// the end for the router's margin steering (router.Outcome.SLO).
+	arrival time.Time
+	slo     backends.SLO
+	stream  bool
 }
 
 // FirstOutput records when the placed request's first output (a streamed
@@ -165,7 +170,42 @@ func (d *Dispatcher) Place(req *backends.Request, m *backends.Model, exclude int
 		return Placement{}, err
 	}
 	d.placed()
-	return Placement{dec: dec, b: d.backends[dec.Index], at: now, d: d}, nil
+	arrival := req.Arrival
+	if arrival.IsZero() {
+		arrival = now
+	}
+	return Placement{dec: dec, b: d.backends[dec.Index], at: now, d: d, arrival: arrival, slo: req.SLO, stream: req.Stream}, nil
+}
+
+// sloOutcome judges the placement's SLO at now, as its client sees it (from
+// the request's arrival), for the router: a timeout or an unavailable
+// backend misses it; other errors (the client's doing, a refusal) and
+// requests without a target are not judged.
+func (p *Placement) sloOutcome(now time.Time, res *backends.Result, err error) router.SLOOutcome {
+	if p.slo.E2E <= 0 && p.slo.TTFT <= 0 && p.slo.TPOT <= 0 {
+		return router.SLOUnknown
+	}
+	if err != nil {
+		if errors.Is(err, backends.ErrTimeout) || errors.Is(err, backends.ErrUnavailable) {
+			return router.SLOMissed
+		}
+		return router.SLOUnknown
+	}
+	e2e := now.Sub(p.arrival)
+	met := true
+	if p.stream && !p.first.IsZero() {
+		ttft := p.first.Sub(p.arrival)
+		met = p.slo.TTFT <= 0 || ttft <= p.slo.TTFT
+		if n := res.Usage.CompletionTokens; met && p.slo.TPOT > 0 && n > 1 {
+			met = (e2e-ttft)/time.Duration(n-1) <= p.slo.TPOT
+		}
+	} else if p.slo.E2E > 0 {
+		met = e2e <= p.slo.E2E
+	}
+	if met {
+		return router.SLOMet
+	}
+	return router.SLOMissed
 }
 
 // Cancel releases a placement that will not run.
@@ -204,6 +244,8 @@ func (d *Dispatcher) done(p *Placement, res *backends.Result, err error) (ejecte
 	if errors.Is(err, batcher.ErrEvicted) {
 		o.Err = nil // handed back unexecuted: not the backend's failure
 		o.E2E = 0
+	} else if res != nil || err != nil {
+		o.SLO = p.sloOutcome(now, res, err)
 	}
 	d.mu.Lock()
 	ejected = d.r.Done(now, p.dec, o)

@@ -655,7 +655,6 @@ func (s *Sim) complete(i int32, now time.Time) {
 	if out := r.item.OutputTokens; out > 1 && (r.item.Op == backends.OpChat || r.item.Op == backends.OpCompletion) {
 		ro.TPOT = (r.total - r.ttft) / time.Duration(out-1)
 	}
-	s.router.Done(now, r.dec, ro)
 	d := r.dec.Backend
 	st := &s.res.Backends[r.backend]
 	st.OK++
@@ -685,8 +684,22 @@ func (s *Sim) complete(i int32, now time.Time) {
 	default:
 		o.TTFT = o.Latency
 	}
+	// The SLO as the client saw it steers the router's margins.
+	ro.SLO = sloOutcome(&o)
+	s.router.Done(now, r.dec, ro)
 	s.rec.Record(&o)
 	s.release(i)
+}
+
+// sloOutcome judges o's SLO for the router (unknown without a target).
+func sloOutcome(o *Outcome) router.SLOOutcome {
+	if slo := o.Item.SLO; slo.E2E <= 0 && slo.TTFT <= 0 && slo.TPOT <= 0 {
+		return router.SLOUnknown
+	}
+	if o.MetSLO() {
+		return router.SLOMet
+	}
+	return router.SLOMissed
 }
 
 // timeout ends request i at its hard deadline t.
@@ -700,7 +713,7 @@ func (s *Sim) timeout(i int32, t int64) {
 	}
 	s.memberEnded(i, now)
 	s.cancelParts(i, now)
-	s.router.Done(now, r.dec, router.Outcome{Err: backends.ErrTimeout, E2E: time.Duration(t) - r.item.At})
+	s.router.Done(now, r.dec, router.Outcome{Err: backends.ErrTimeout, E2E: time.Duration(t) - r.item.At, SLO: router.SLOMissed})
 	s.res.Backends[r.backend].Timeouts++
 	o := Outcome{Item: &r.item, Latency: time.Duration(t) - r.item.At, Status: 504, Kind: "timeout", InputTokens: r.item.InputTokens}
 	o.TTFT = o.Latency

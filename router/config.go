@@ -55,10 +55,19 @@ type Config struct {
 	// prediction's margin, per priority class: the latency compared with
 	// a critical request's SLO is the prediction scaled by the 99th
 	// percentile of recent observed/predicted ratios, a standard one's by
-	// the 94th, a sheddable one's by the 85th (the defaults, tuned in the
-	// simulator on the default fleet: see the README). Higher quantiles
-	// meet more SLOs and pack less densely (cost more).
+	// the 94th, a sheddable one's by the 85th (the defaults). Higher
+	// quantiles meet more SLOs and pack less densely (cost more). These are
+	// where the quantiles start: Attainment steers them.
 	Quantiles Quantiles `yaml:"quantiles"`
+	// Attainment is the SLO attainment the router steers each priority
+	// class to: the class's margin quantile starts at Quantiles and moves up
+	// after every request that missed its SLO and down, by a step
+	// Attainment/(1 − Attainment) times smaller, after every one that met
+	// it, so it settles where the class meets Attainment of its SLOs (see
+	// attain.go). Defaults: critical 0.995, standard 0.995, sheddable 0.99.
+	Attainment Quantiles `yaml:"attainment"`
+	// FixedQuantiles keeps the margin quantiles at Quantiles (no steering).
+	FixedQuantiles bool `yaml:"fixed_quantiles"`
 	// CostTolerance is the relative difference of predicted cost under
 	// which two SLO-feasible backends count as equally cheap and the one
 	// with the lower predicted latency wins (then the one with fewer
@@ -122,6 +131,15 @@ func (c *Config) SetDefaults() {
 	if c.Quantiles.Sheddable == 0 {
 		c.Quantiles.Sheddable = 0.85
 	}
+	if c.Attainment.Critical == 0 {
+		c.Attainment.Critical = 0.995
+	}
+	if c.Attainment.Standard == 0 {
+		c.Attainment.Standard = 0.995
+	}
+	if c.Attainment.Sheddable == 0 {
+		c.Attainment.Sheddable = 0.99
+	}
 	if c.AffinityEntries == 0 {
 		c.AffinityEntries = 65536
 	}
@@ -175,6 +193,11 @@ func (c *Config) Validate() error {
 	for name, q := range map[string]float64{"critical": c.Quantiles.Critical, "standard": c.Quantiles.Standard, "sheddable": c.Quantiles.Sheddable} {
 		if !(q >= 0.5 && q <= 1) {
 			return fmt.Errorf("router.quantiles.%s: %v is outside [0.5, 1]", name, q)
+		}
+	}
+	for name, a := range map[string]float64{"critical": c.Attainment.Critical, "standard": c.Attainment.Standard, "sheddable": c.Attainment.Sheddable} {
+		if !(a >= 0.5 && a <= 0.9999) {
+			return fmt.Errorf("router.attainment.%s: %v is outside [0.5, 0.9999]", name, a)
 		}
 	}
 	if !(c.CostTolerance >= 0 && c.CostTolerance <= 1) {

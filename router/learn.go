@@ -64,7 +64,7 @@ type ratio struct {
 }
 
 // add records sample x (observed/predicted).
-func (r *ratio) add(x float64, alpha float64, pct *[backends.NumPriorities]int, scratch *[ringN]float32) {
+func (r *ratio) add(x float64, alpha float64, pct *[backends.NumPriorities]float64, scratch *[ringN]float32) {
 	if !(x > 0) || math.IsInf(x, 0) {
 		return
 	}
@@ -84,7 +84,7 @@ func (r *ratio) add(x float64, alpha float64, pct *[backends.NumPriorities]int, 
 	s := scratch[:k]
 	slices.Sort(s)
 	for c, p := range pct {
-		r.q[c] = float64(s[max((k*p+99)/100, 1)-1])
+		r.q[c] = float64(s[min(max(int(math.Ceil(float64(k)*p-1e-9)), 1), k)-1])
 	}
 }
 

@@ -107,7 +107,7 @@ func TestLearnedFailuresMoveTraffic(t *testing.T) {
 func TestLearnedP95Margin(t *testing.T) {
 	var steady, noisy ratio
 	var scratch [ringN]float32
-	pct := &[backends.NumPriorities]int{99, 95, 90}
+	pct := &[backends.NumPriorities]float64{0.99, 0.95, 0.90}
 	for k := 0; k < 200; k++ {
 		steady.add(1, 0.1, pct, &scratch)
 		x := 0.9

@@ -45,6 +45,7 @@ type Decision struct {
 	bm     *backends.BatchModel
 	rows   int32
 	tokens int32
+	prio   backends.Priority
 }
 
 // Outcome is what Done learns from a placed request's end. Zero durations
@@ -61,6 +62,10 @@ type Outcome struct {
 	// BatchRows is the rows of the batch the request ran in (vision,
 	// embeddings), 0 when unknown.
 	BatchRows int
+	// SLO says whether the request met its SLO as its client saw it (from
+	// its arrival, time held in a batcher included), when the caller knows:
+	// it steers the margin quantiles (see attain.go).
+	SLO SLOOutcome
 }
 
 // target is one backend's state in the router.
@@ -113,7 +118,7 @@ type Router struct {
 	targets []target
 	byModel map[string]*modelTargets // built once; read-only lookups per request
 	rng     *rand.Rand
-	pct     [backends.NumPriorities]int // Config.Quantiles in percent
+	pct     [backends.NumPriorities]float64 // the margin quantiles in force (see attain.go)
 	aff     *affinity                   // prefix affinity; nil when disabled
 	cand    []int                       // baseline candidates (scratch)
 	scan    scan                        // Place's running choice (scratch)
@@ -135,9 +140,7 @@ func New(cfg Config, descs []*backends.Descriptor, pred Predictor) (*Router, err
 	if cfg.AffinityEntries > 0 {
 		r.aff = newAffinity(cfg.AffinityEntries)
 	}
-	for p, q := range cfg.Quantiles.byPriority() {
-		r.pct[p] = int(math.Round(q * 100))
-	}
+	r.pct = cfg.Quantiles.byPriority()
 	for i, d := range descs {
 		if d == nil || d.Profile == nil {
 			return nil, fmt.Errorf("router: backend %d has no descriptor or profile", i)
@@ -337,7 +340,8 @@ func (r *Router) commit(now time.Time, i int, raw, p Prediction, req *backends.R
 	if probe {
 		t.cells[model].probing = true
 	}
-	d := Decision{Index: i, Backend: t.desc, Prediction: p, MeetsSLO: meets, raw: raw, model: model, probe: probe, charged: c}
+	d := Decision{Index: i, Backend: t.desc, Prediction: p, MeetsSLO: meets, raw: raw, model: model, probe: probe, charged: c,
+		prio: min(req.Priority, backends.Sheddable)}
 	switch req.Op {
 	case backends.OpTensor:
 		d.bm = t.desc.Profile.Vision
@@ -369,6 +373,7 @@ func (r *Router) Done(now time.Time, d Decision, o Outcome) (ejected bool) {
 	}
 	t.load.BatchWork -= d.charged.BatchWork
 	t.load.InFlight -= d.charged.InFlight
+	r.attain(d, o.SLO)
 	r.learn(now, t, d, o)
 	if o.Err == nil && d.prefix != nil && r.aff != nil {
 		r.aff.record(d.prefix, d.Index)
