@@ -119,9 +119,9 @@ type Router struct {
 	byModel map[string]*modelTargets // built once; read-only lookups per request
 	rng     *rand.Rand
 	pct     [backends.NumPriorities]float64 // the margin quantiles in force (see attain.go)
-	aff     *affinity                   // prefix affinity; nil when disabled
-	cand    []int                       // baseline candidates (scratch)
-	scan    scan                        // Place's running choice (scratch)
+	aff     *affinity                       // prefix affinity; nil when disabled
+	cand    []int                           // baseline candidates (scratch)
+	scan    scan                            // Place's running choice (scratch)
 	scratch [ringN]float32
 }
 
