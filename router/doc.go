@@ -33,9 +33,11 @@
 //     power-of-two-choices, fastest, cheapest, latency-ewma.
 //  4. Place charges the request's work to the chosen backend's books; Done
 //     (called exactly once per placed request, with an Outcome) releases it,
-//     feeds the outcome to the online model and the affinity table, and
-//     ejects a backend after consecutive failures or a high failure rate,
-//     re-admitting it gradually.
+//     feeds the outcome to the online model and the affinity table, steers
+//     the request class's margin quantile by whether its SLO was met as the
+//     client saw it (attain.go: the quantile settles where the class meets
+//     its Config.Attainment), and ejects a backend after consecutive
+//     failures or a high failure rate, re-admitting it gradually.
 //
 // Place allocates nothing: candidates are indexed at construction, the
 // affinity lookup uses Peek, predictions are written in place, and no maps
