@@ -27,8 +27,9 @@
 //     the lowest predicted attributed cost (costs within CostTolerance tie;
 //     then lower predicted latency, then fewer requests in flight), a backend
 //     at the request's site first. When none meets the SLO, critical and
-//     standard requests go to the fastest backend and sheddable ones are
-//     refused (backends.ErrShed, 429). Seven baselines (policy.go) pick by
+//     standard requests go to the fastest backend; sheddable ones too when
+//     their expected latency (the mean, without the margin) meets it there,
+//     and are refused (backends.ErrShed, 429) when even that misses. Seven baselines (policy.go) pick by
 //     their own rules: round-robin, random, least-outstanding,
 //     power-of-two-choices, fastest, cheapest, latency-ewma.
 //  4. Place charges the request's work to the chosen backend's books; Done

@@ -18,6 +18,16 @@ type Prediction struct {
 	E2E     time.Duration // end to end, including the network round trip
 	Busy    time.Duration // accelerator time attributed to this request
 	CostUSD float64       // Busy × the backend's price per second
+	// TPOTExpected is the expected time per output token (LLM), where TPOT
+	// is a bound: TPOT counts every other sequence's replacement prefill
+	// as stalling this request once, TPOTExpected only the share of them
+	// that falls within its own output (O / Ō of them, Ō the others' mean
+	// planned output). A sheddable request is refused only when even the
+	// expected latencies miss its SLO.
+	TPOTExpected time.Duration
+	// Output is the output tokens the prediction planned for (LLM; 0
+	// otherwise): what the request adds to the books' OutputTokens.
+	Output int
 	// TTFT95, TPOT95 and E2E95 are the latencies at the request class's
 	// quantile (Config.Quantiles) that the router compares
 	// with SLOs: the Router fills them from its online model (a Predictor
@@ -30,6 +40,7 @@ type Prediction struct {
 type Load struct {
 	Seqs         int           // LLM sequences (running or queued in the backend)
 	PromptTokens int           // prompt tokens of those LLM requests
+	OutputTokens int           // planned output tokens of those LLM requests
 	BatchWork    time.Duration // predicted service time of placed batch requests
 	InFlight     int           // requests of any kind
 	// PrefillBacklog is how long the backend's prefill pipeline is still
@@ -69,7 +80,11 @@ type Predictor interface {
 //	stall = PrefillTime(PromptTokens of the others) — in steady state each of the
 //	        n − s other sequences is replaced about once during this request's
 //	        life, and every replacement's prefill step stalls all decodes
-//	TPOT  = DecodeStep(n) + stall / O
+//	TPOT  = DecodeStep(n) + stall / O (a bound: the basis of the SLO margin)
+//	TPOTExpected = DecodeStep(n) + stall × min(1, O / Ō) / O, Ō the others'
+//	        mean planned output (OutputTokens / Seqs): the expectation, for a
+//	        request shorter than the others, counts only the replacements
+//	        within its own output
 //	E2E   = TTFT + (O − 1) × TPOT
 //	Busy  = PrefillTime(prompt) + s × O × DecodeStep(n) / n
 //
@@ -123,8 +138,15 @@ func (ProfilePredictor) Predict(req *backends.Request, m *backends.Model, d *bac
 			stall = lm.PrefillTime(tokens) + time.Duration(others-1)*time.Duration(lm.PrefillBaseMs*float64(time.Millisecond))
 		}
 		p.TPOT = step + stall/time.Duration(o)
+		p.TPOTExpected = p.TPOT
+		if l.OutputTokens > 0 && l.Seqs > 0 {
+			if mean := float64(l.OutputTokens) / float64(l.Seqs); float64(o) < mean {
+				p.TPOTExpected = step + time.Duration(float64(stall)/mean)
+			}
+		}
 		p.E2E = p.TTFT + time.Duration(o-1)*p.TPOT
 		p.Busy = prefill + time.Duration(float64(s)*float64(o)*float64(step)/float64(n))
+		p.Output = s * o
 	default:
 		var bm *backends.BatchModel
 		if req.Op == backends.OpEmbedding {
@@ -176,7 +198,7 @@ func (p Prediction) Feasible() bool { return p.Busy != never }
 // charge is the work a placed request adds to a backend's books.
 func charge(req *backends.Request, p Prediction) Load {
 	if req.Op == backends.OpChat || req.Op == backends.OpCompletion {
-		return Load{Seqs: req.Sequences(), PromptTokens: req.EstInputTokens, InFlight: 1}
+		return Load{Seqs: req.Sequences(), PromptTokens: req.EstInputTokens, OutputTokens: p.Output, InFlight: 1}
 	}
 	return Load{BatchWork: p.Busy, InFlight: 1}
 }

@@ -218,7 +218,7 @@ func (r *Router) Place(now time.Time, req *backends.Request, m *backends.Model, 
 	if sc.best >= 0 {
 		return r.commit(now, sc.best, sc.bestRaw, sc.bestP, req, mt.id, true), nil
 	}
-	if req.Priority == backends.Sheddable {
+	if req.Priority == backends.Sheddable && !meetsExpected(&sc.fastP, req) {
 		ra := sc.minWait
 		if ra < time.Second {
 			ra = time.Second
@@ -274,6 +274,7 @@ func (r *Router) correct(p *Prediction, c *cell, req *backends.Request, probe bo
 		ttft, tpot, rest := p.TTFT, p.TPOT, p.E2E-p.TTFT
 		p.TTFT, p.TTFT95 = scale(ttft, ft), scale(ttft, ft95)
 		p.TPOT, p.TPOT95 = scale(tpot, fp), scale(tpot, fp95)
+		p.TPOTExpected = scale(p.TPOTExpected, fp)
 		p.E2E, p.E2E95 = p.TTFT+scale(rest, fp), p.TTFT95+scale(rest, fp95)
 		busy = fp
 	} else {
@@ -334,6 +335,7 @@ func (r *Router) commit(now time.Time, i int, raw, p Prediction, req *backends.R
 	}
 	t.load.Seqs += c.Seqs
 	t.load.PromptTokens += c.PromptTokens
+	t.load.OutputTokens += c.OutputTokens
 	t.load.BatchWork += c.BatchWork
 	t.load.InFlight += c.InFlight
 	probe := r.probes(now, &t.cells[model])
@@ -368,6 +370,7 @@ func (r *Router) Done(now time.Time, d Decision, o Outcome) (ejected bool) {
 	t := &r.targets[d.Index]
 	t.load.Seqs -= d.charged.Seqs
 	t.load.PromptTokens -= d.charged.PromptTokens
+	t.load.OutputTokens -= d.charged.OutputTokens
 	if t.load.Seqs == 0 && t.prefillFree.After(now) {
 		t.prefillFree = now // nothing left: no prompt can still be waiting
 	}
@@ -547,6 +550,7 @@ func (t *target) loadAt(now time.Time) Load {
 	if e := t.ext; e.Seqs > l.Seqs {
 		if l.Seqs > 0 {
 			l.PromptTokens = l.PromptTokens * e.Seqs / l.Seqs
+			l.OutputTokens = l.OutputTokens * e.Seqs / l.Seqs
 		}
 		l.Seqs = e.Seqs
 	}
@@ -596,6 +600,16 @@ func meets(p *Prediction, req *backends.Request) bool {
 		return !over(p.TTFT95, req.SLO.TTFT) && !over(p.TPOT95, req.SLO.TPOT)
 	}
 	return !over(p.E2E95, req.SLO.E2E)
+}
+
+// meetsExpected reports whether p's expected latencies (the learned mean,
+// without the class's margin; TPOTExpected for streams) meet req's SLO.
+func meetsExpected(p *Prediction, req *backends.Request) bool {
+	over := func(pred, target time.Duration) bool { return target > 0 && pred > target }
+	if req.Stream {
+		return !over(p.TTFT, req.SLO.TTFT) && !over(p.TPOTExpected, req.SLO.TPOT)
+	}
+	return !over(p.E2E, req.SLO.E2E)
 }
 
 // latency is the figure "fastest" minimises: TTFT for streams (what the user

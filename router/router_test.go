@@ -322,3 +322,43 @@ func TestPrefillBacklogAndStall(t *testing.T) {
 		t.Fatalf("books not released: %+v", l)
 	}
 }
+
+// A sheddable request is refused only when even its expected latency misses
+// its SLO. A short stream on a backend full of long ones is bounded by every
+// other sequence's replacement prefill (TPOT, the margin's basis), but
+// expects only the share of them that falls within its own few tokens
+// (TPOTExpected): it is served, on the fastest backend, not refused.
+func TestShedOnlyWhenExpectedToMiss(t *testing.T) {
+	a := desc("a", llmProfile("a", 1, 5, 100), 0)
+	r := newRouter(t, Config{}, a)
+	for range 20 {
+		long := &backends.Request{Op: backends.OpChat, Model: "llm", Priority: backends.Standard, Stream: true, N: 1,
+			MaxTokens: 1000, EstInputTokens: 2000}
+		if _, err := r.Place(t0, long, llmModel, -1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	short := func(tpot time.Duration) *backends.Request {
+		return &backends.Request{Op: backends.OpChat, Model: "llm", Priority: backends.Sheddable, Stream: true, N: 1,
+			MaxTokens: 2, EstInputTokens: 500, SLO: backends.SLO{TTFT: 5 * time.Second, TPOT: tpot}}
+	}
+	d, err := r.Place(t0, short(100*time.Millisecond), llmModel, -1)
+	if err != nil {
+		t.Fatalf("a short stream expected to meet its TPOT was refused: %v", err)
+	}
+	if d.MeetsSLO || d.Prediction.TPOT95 <= 100*time.Millisecond || d.Prediction.TPOTExpected > 100*time.Millisecond {
+		t.Fatalf("want a bound over the 100 ms target and an expectation under it: meets=%v bound %v expected %v",
+			d.MeetsSLO, d.Prediction.TPOT95, d.Prediction.TPOTExpected)
+	}
+	r.Done(t0, d, Outcome{})
+	if _, err := r.Place(t0, short(time.Millisecond), llmModel, -1); !errors.Is(err, backends.ErrShed) {
+		t.Fatalf("a 1 ms TPOT target even the expectation misses: got %v, want a refusal", err)
+	}
+	// A request at least as long as the others expects every stall.
+	long := short(100 * time.Millisecond)
+	long.MaxTokens = 1000
+	p := ProfilePredictor{}.Predict(long, llmModel, a, r.Load(0))
+	if p.TPOTExpected != p.TPOT {
+		t.Fatalf("a long request: expected %v, bound %v, want equal", p.TPOTExpected, p.TPOT)
+	}
+}
