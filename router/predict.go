@@ -77,14 +77,16 @@ type Predictor interface {
 //
 //	wait  = PrefillBacklog + (0 while n fits the slots, else (excess / MaxConcurrency) × O × DecodeStep(max))
 //	TTFT  = RTT + wait + PrefillTime(prompt tokens)
-//	stall = PrefillTime(PromptTokens of the others) — in steady state each of the
-//	        n − s other sequences is replaced about once during this request's
-//	        life, and every replacement's prefill step stalls all decodes
-//	TPOT  = DecodeStep(n) + stall / O (a bound: the basis of the SLO margin)
-//	TPOTExpected = DecodeStep(n) + stall × min(1, O / Ō) / O, Ō the others'
-//	        mean planned output (OutputTokens / Seqs): the expectation, for a
-//	        request shorter than the others, counts only the replacements
-//	        within its own output
+//	stall = PrefillTime(PromptTokens of the others): every replacement of one
+//	        of the n − s other sequences prefills a prompt, and that step
+//	        stalls all decodes (without Ō in the books, Ō is taken as O)
+//	TPOTExpected = DecodeStep(n) + stall / Ō, Ō the others' mean planned
+//	        output (OutputTokens / Seqs): each other sequence is replaced once
+//	        per Ō tokens, so a request of O tokens sees O / Ō replacements of
+//	        each (the stall per token is the backend's, whatever O)
+//	TPOT  = DecodeStep(n) + stall / min(O, Ō): the basis of the SLO margin, a
+//	        bound for a request shorter than the others (every replacement
+//	        counted once, however short it is) and the expectation otherwise
 //	E2E   = TTFT + (O − 1) × TPOT
 //	Busy  = PrefillTime(prompt) + s × O × DecodeStep(n) / n
 //
@@ -140,8 +142,10 @@ func (ProfilePredictor) Predict(req *backends.Request, m *backends.Model, d *bac
 		p.TPOT = step + stall/time.Duration(o)
 		p.TPOTExpected = p.TPOT
 		if l.OutputTokens > 0 && l.Seqs > 0 {
-			if mean := float64(l.OutputTokens) / float64(l.Seqs); float64(o) < mean {
-				p.TPOTExpected = step + time.Duration(float64(stall)/mean)
+			mean := float64(l.OutputTokens) / float64(l.Seqs)
+			p.TPOTExpected = step + time.Duration(float64(stall)/mean)
+			if float64(o) > mean {
+				p.TPOT = p.TPOTExpected // a long request sees the others replaced o/mean times
 			}
 		}
 		p.E2E = p.TTFT + time.Duration(o-1)*p.TPOT

@@ -361,4 +361,12 @@ func TestShedOnlyWhenExpectedToMiss(t *testing.T) {
 	if p.TPOTExpected != p.TPOT {
 		t.Fatalf("a long request: expected %v, bound %v, want equal", p.TPOTExpected, p.TPOT)
 	}
+	// One twice as long as the others sees each of them replaced twice: its
+	// time per token carries the same stall per token, not half of it.
+	longer := short(100 * time.Millisecond)
+	longer.MaxTokens = 2000
+	q := ProfilePredictor{}.Predict(longer, llmModel, a, r.Load(0))
+	if q.TPOT != p.TPOT || q.TPOTExpected != p.TPOTExpected {
+		t.Fatalf("2000 tokens: bound %v expected %v, want the 1000-token request's %v and %v", q.TPOT, q.TPOTExpected, p.TPOT, p.TPOTExpected)
+	}
 }
