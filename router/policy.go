@@ -63,7 +63,7 @@ func (r *Router) baseline(now time.Time, req *backends.Request, m *backends.Mode
 	}
 	var raw, p Prediction
 	r.predictInto(now, pick, req, m, mt.id, &raw, &p)
-	return r.commit(now, pick, raw, p, req, mt.id, meets(&p, req)), nil
+	return r.commit(now, pick, &raw, &p, req, mt.id, meets(&p, req)), nil
 }
 
 // prefer reports whether backend a beats b under the policies that rank

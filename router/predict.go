@@ -103,6 +103,15 @@ var _ Predictor = ProfilePredictor{}
 // Predict implements Predictor.
 func (ProfilePredictor) Predict(req *backends.Request, m *backends.Model, d *backends.Descriptor, l Load) Prediction {
 	var p Prediction
+	profilePredict(req, m, d, &l, &p)
+	return p
+}
+
+// profilePredict is ProfilePredictor.Predict writing into p, without
+// copying the load and the prediction (the router calls it directly for
+// the default predictor: it runs once per candidate on every request).
+func profilePredict(req *backends.Request, m *backends.Model, d *backends.Descriptor, l *Load, p *Prediction) {
+	*p = Prediction{}
 	rtt := d.RTT
 	if l.RTT > 0 {
 		rtt = l.RTT
@@ -111,7 +120,8 @@ func (ProfilePredictor) Predict(req *backends.Request, m *backends.Model, d *bac
 	case backends.OpChat, backends.OpCompletion:
 		lm := d.Profile.LLM
 		if lm == nil {
-			return infeasible()
+			*p = infeasible()
+			return
 		}
 		def := m.ExpectedOutputTokens
 		if def <= 0 {
@@ -159,7 +169,8 @@ func (ProfilePredictor) Predict(req *backends.Request, m *backends.Model, d *bac
 			bm = d.Profile.Vision
 		}
 		if bm == nil {
-			return infeasible()
+			*p = infeasible()
+			return
 		}
 		items := max(req.Rows, 1)
 		tokens := req.EstInputTokens
@@ -182,7 +193,6 @@ func (ProfilePredictor) Predict(req *backends.Request, m *backends.Model, d *bac
 		p.E2E = p.TTFT
 	}
 	p.CostUSD = p.Busy.Seconds() * d.PricePerSecond()
-	return p
 }
 
 // never marks an infeasible prediction's durations.
@@ -200,7 +210,7 @@ func infeasible() Prediction {
 func (p Prediction) Feasible() bool { return p.Busy != never }
 
 // charge is the work a placed request adds to a backend's books.
-func charge(req *backends.Request, p Prediction) Load {
+func charge(req *backends.Request, p *Prediction) Load {
 	if req.Op == backends.OpChat || req.Op == backends.OpCompletion {
 		return Load{Seqs: req.Sequences(), PromptTokens: req.EstInputTokens, OutputTokens: p.Output, InFlight: 1}
 	}

@@ -123,6 +123,8 @@ type Router struct {
 	cand    []int                           // baseline candidates (scratch)
 	scan    scan                            // Place's running choice (scratch)
 	scratch [ringN]float32
+	load    Load // predictInto's scratch
+	profile bool // pred is ProfilePredictor: called without copies
 }
 
 // New builds a router over the fleet's backends, in the given order (Decision
@@ -135,8 +137,9 @@ func New(cfg Config, descs []*backends.Descriptor, pred Predictor) (*Router, err
 	if pred == nil {
 		pred = ProfilePredictor{}
 	}
+	_, profile := pred.(ProfilePredictor)
 	r := &Router{cfg: cfg, pred: pred, targets: make([]target, len(descs)), byModel: map[string]*modelTargets{},
-		rng: rand.New(rand.NewPCG(cfg.Seed, 0x9e3779b97f4a7c15))}
+		rng: rand.New(rand.NewPCG(cfg.Seed, 0x9e3779b97f4a7c15)), profile: profile}
 	if cfg.AffinityEntries > 0 {
 		r.aff = newAffinity(cfg.AffinityEntries)
 	}
@@ -213,19 +216,19 @@ func (r *Router) Place(now time.Time, req *backends.Request, m *backends.Model, 
 		return Decision{}, backends.ErrNoBackend
 	}
 	if r.cfg.Policy == PolicyFastest {
-		return r.commit(now, sc.fastest, sc.fastRaw, sc.fastP, req, mt.id, meets(&sc.fastP, req)), nil
+		return r.commit(now, sc.fastest, sc.fastRaw(), sc.fastP(), req, mt.id, meets(sc.fastP(), req)), nil
 	}
 	if sc.best >= 0 {
-		return r.commit(now, sc.best, sc.bestRaw, sc.bestP, req, mt.id, true), nil
+		return r.commit(now, sc.best, sc.bestRaw(), sc.bestP(), req, mt.id, true), nil
 	}
-	if req.Priority == backends.Sheddable && !meetsExpected(&sc.fastP, req) {
+	if req.Priority == backends.Sheddable && !meetsExpected(sc.fastP(), req) {
 		ra := sc.minWait
 		if ra < time.Second {
 			ra = time.Second
 		}
 		return Decision{}, &ShedError{RetryAfter: ra}
 	}
-	return r.commit(now, sc.fastest, sc.fastRaw, sc.fastP, req, mt.id, false), nil
+	return r.commit(now, sc.fastest, sc.fastRaw(), sc.fastP(), req, mt.id, false), nil
 }
 
 // predictInto writes the profile's raw prediction for req on backend i
@@ -233,10 +236,15 @@ func (r *Router) Place(now time.Time, req *backends.Request, m *backends.Model, 
 func (r *Router) predictInto(now time.Time, i int, req *backends.Request, m *backends.Model, id int, raw, p *Prediction) {
 	t := &r.targets[i]
 	c := &t.cells[id]
-	l := t.loadAt(now)
+	l := &r.load
+	t.loadInto(now, l)
 	l.BatchRows = c.rows
 	l.CachedTokens = r.cachedTokens(i)
-	*raw = r.pred.Predict(req, m, t.desc, l)
+	if r.profile {
+		profilePredict(req, m, t.desc, l, raw)
+	} else {
+		*raw = r.pred.Predict(req, m, t.desc, *l)
+	}
 	*p = *raw
 	r.correct(p, c, req, r.probes(now, c))
 }
@@ -322,7 +330,7 @@ func (r *Router) ranIn(t *target, d Decision, rows int) time.Duration {
 
 func scale(d time.Duration, f float64) time.Duration { return time.Duration(float64(d) * f) }
 
-func (r *Router) commit(now time.Time, i int, raw, p Prediction, req *backends.Request, model int, meets bool) Decision {
+func (r *Router) commit(now time.Time, i int, raw, p *Prediction, req *backends.Request, model int, meets bool) Decision {
 	t := &r.targets[i]
 	c := charge(req, p)
 	if c.Seqs > 0 && t.desc.Profile.LLM != nil {
@@ -342,7 +350,7 @@ func (r *Router) commit(now time.Time, i int, raw, p Prediction, req *backends.R
 	if probe {
 		t.cells[model].probing = true
 	}
-	d := Decision{Index: i, Backend: t.desc, Prediction: p, MeetsSLO: meets, raw: raw, model: model, probe: probe, charged: c,
+	d := Decision{Index: i, Backend: t.desc, Prediction: *p, MeetsSLO: meets, raw: *raw, model: model, probe: probe, charged: c,
 		prio: min(req.Priority, backends.Sheddable)}
 	switch req.Op {
 	case backends.OpTensor:
@@ -545,7 +553,14 @@ func (r *Router) SetRTT(i int, rtt time.Duration) { r.targets[i].rtt = max(rtt, 
 // loadAt is the target's books with the prefill backlog as seen at now and
 // the backend's own report merged in.
 func (t *target) loadAt(now time.Time) Load {
-	l := t.load
+	var l Load
+	t.loadInto(now, &l)
+	return l
+}
+
+// loadInto is loadAt writing into l.
+func (t *target) loadInto(now time.Time, l *Load) {
+	*l = t.load
 	l.RTT = t.rtt
 	if e := t.ext; e.Seqs > l.Seqs {
 		if l.Seqs > 0 {
@@ -560,7 +575,6 @@ func (t *target) loadAt(now time.Time) Load {
 	if t.prefillFree.After(now) {
 		l.PrefillBacklog = t.prefillFree.Sub(now)
 	}
-	return l
 }
 
 // available reports whether t is in rotation at now: not marked down, not
