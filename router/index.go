@@ -57,11 +57,11 @@ type scan struct {
 	// being predicted (cur), the best's and the fastest's. A candidate that
 	// wins takes its slot with it and cur moves to a free one, so no
 	// prediction is copied while scanning.
-	slots        [3][2]Prediction
-	cur, bi, fi  int8
-	minWait      time.Duration
-	picked           [groupLeast + groupMost + affinityWays*2]int // predicted in this class
-	npicked          int
+	slots       [3][2]Prediction
+	cur, bi, fi int8
+	minWait     time.Duration
+	picked      [groupLeast + groupMost + affinityWays*2]int // predicted in this class
+	npicked     int
 }
 
 func (sc *scan) reset() {
