@@ -91,22 +91,15 @@ func (r *benchRig) step() {
 
 // BenchmarkEnqueueDecide is the bookkeeping for one 1-row request: Enqueue
 // plus the dispatch decision (Drop, Poll, Next).
-func BenchmarkEnqueueDecide(b *testing.B) {
-	r := newBenchRig()
-	for range 4096 {
-		r.step()
-	}
-	b.ReportAllocs()
-	b.ResetTimer()
-	for b.Loop() {
-		r.step()
-	}
-}
+func BenchmarkEnqueueDecide(b *testing.B) { runBench(b, newBenchRig()) }
 
 // BenchmarkEnqueueDecideLanes is BenchmarkEnqueueDecide on a backend whose
 // executor the core tracks (lane.go), batches reported back with Finished.
-func BenchmarkEnqueueDecideLanes(b *testing.B) {
-	r := newLaneBenchRig()
+func BenchmarkEnqueueDecideLanes(b *testing.B) { runBench(b, newLaneBenchRig()) }
+
+// runBench warms r up (buffers grown, queues in steady state), then times
+// its steps.
+func runBench(b *testing.B, r *benchRig) {
 	for range 4096 {
 		r.step()
 	}

@@ -51,9 +51,14 @@ func TestLaneHoldsBatchesUntilTheExecutorFrees(t *testing.T) {
 	// 1.5 ms): the lane is ready, and the three go together at once.
 	c.Finished(at(2.5), id)
 	wantNext(t, c, at(2.5))
-	bs = c.Poll(at(2.5), true, bs[:0])
-	if len(bs) != 1 || !slices.Equal(ids(bs[0].Members), ids(later)) {
-		t.Fatalf("batches = %+v, want the three together", bs)
+	wantOneBatch(t, c.Poll(at(2.5), true, bs[:0]), later)
+}
+
+// wantOneBatch checks that bs is one batch of exactly want, in order.
+func wantOneBatch(t *testing.T, bs []Batch, want []*backends.Request) {
+	t.Helper()
+	if len(bs) != 1 || !slices.Equal(ids(bs[0].Members), ids(want)) {
+		t.Fatalf("batches = %+v, want one of %v", bs, ids(want))
 	}
 }
 
@@ -76,10 +81,7 @@ func TestLaneDispatchesHalfARoundTripBeforeTheExecutorFrees(t *testing.T) {
 	if bs := c.Poll(at(2.99), true, bs[:0]); len(bs) != 0 {
 		t.Fatal("dispatched the full batch before the lane was ready")
 	}
-	bs = c.Poll(at(3), true, bs[:0])
-	if len(bs) != 1 || !slices.Equal(ids(bs[0].Members), ids(full)) {
-		t.Fatalf("batches = %+v, want the eight", bs)
-	}
+	wantOneBatch(t, c.Poll(at(3), true, bs[:0]), full)
 }
 
 func TestLaneLetsACriticalRequestOvertake(t *testing.T) {

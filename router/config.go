@@ -120,26 +120,35 @@ func (q Quantiles) byPriority() [backends.NumPriorities]float64 {
 	return out
 }
 
+// orDefaults sets each unset (zero) class to def's.
+func (q *Quantiles) orDefaults(def Quantiles) {
+	for _, f := range []struct {
+		v *float64
+		d float64
+	}{{&q.Critical, def.Critical}, {&q.Standard, def.Standard}, {&q.Sheddable, def.Sheddable}} {
+		if *f.v == 0 {
+			*f.v = f.d
+		}
+	}
+}
+
+// check reports the first class outside [lo, hi], as field.class.
+func (q Quantiles) check(field string, lo, hi float64) error {
+	for _, f := range []struct {
+		name string
+		v    float64
+	}{{"critical", q.Critical}, {"standard", q.Standard}, {"sheddable", q.Sheddable}} {
+		if !(f.v >= lo && f.v <= hi) {
+			return fmt.Errorf("%s.%s: %v is outside [%v, %v]", field, f.name, f.v, lo, hi)
+		}
+	}
+	return nil
+}
+
 // SetDefaults fills unset fields with their documented defaults.
 func (c *Config) SetDefaults() {
-	if c.Quantiles.Critical == 0 {
-		c.Quantiles.Critical = 0.99
-	}
-	if c.Quantiles.Standard == 0 {
-		c.Quantiles.Standard = 0.94
-	}
-	if c.Quantiles.Sheddable == 0 {
-		c.Quantiles.Sheddable = 0.85
-	}
-	if c.Attainment.Critical == 0 {
-		c.Attainment.Critical = 0.995
-	}
-	if c.Attainment.Standard == 0 {
-		c.Attainment.Standard = 0.995
-	}
-	if c.Attainment.Sheddable == 0 {
-		c.Attainment.Sheddable = 0.99
-	}
+	c.Quantiles.orDefaults(Quantiles{Critical: 0.99, Standard: 0.94, Sheddable: 0.85})
+	c.Attainment.orDefaults(Quantiles{Critical: 0.995, Standard: 0.995, Sheddable: 0.99})
 	if c.AffinityEntries == 0 {
 		c.AffinityEntries = 65536
 	}
@@ -190,15 +199,11 @@ func (c *Config) Validate() error {
 	if !(c.Margin >= 0 && c.Margin <= 10) {
 		return fmt.Errorf("router.margin: %v is outside [0, 10]", c.Margin)
 	}
-	for name, q := range map[string]float64{"critical": c.Quantiles.Critical, "standard": c.Quantiles.Standard, "sheddable": c.Quantiles.Sheddable} {
-		if !(q >= 0.5 && q <= 1) {
-			return fmt.Errorf("router.quantiles.%s: %v is outside [0.5, 1]", name, q)
-		}
+	if err := c.Quantiles.check("router.quantiles", 0.5, 1); err != nil {
+		return err
 	}
-	for name, a := range map[string]float64{"critical": c.Attainment.Critical, "standard": c.Attainment.Standard, "sheddable": c.Attainment.Sheddable} {
-		if !(a >= 0.5 && a <= 0.9999) {
-			return fmt.Errorf("router.attainment.%s: %v is outside [0.5, 0.9999]", name, a)
-		}
+	if err := c.Attainment.check("router.attainment", 0.5, 0.9999); err != nil {
+		return err
 	}
 	if !(c.CostTolerance >= 0 && c.CostTolerance <= 1) {
 		return fmt.Errorf("router.cost_tolerance: %v is outside [0, 1]", c.CostTolerance)
