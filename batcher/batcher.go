@@ -268,7 +268,7 @@ func (b *Batcher) run(ctx context.Context, fl *flight, bt Batch, ws []*waiter) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.inflight--
-	b.core.Finished(b.clock.Now(), bt.ID)
+	b.core.Finished(b.clock.Now(), bt.ID, err == nil)
 	for k, w := range ws {
 		if w == nil {
 			continue

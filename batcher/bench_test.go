@@ -76,7 +76,7 @@ func (r *benchRig) step() {
 				k++
 				continue
 			}
-			r.c.Finished(r.now, b.id)
+			r.c.Finished(r.now, b.id, true)
 		}
 		r.back = r.back[:k]
 	}

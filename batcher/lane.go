@@ -128,11 +128,12 @@ func (c *Core) dispatched(g *group, now int64, rows, tokens int) uint64 {
 }
 
 // Finished tells the core that the batch with the given ID (Batch.ID) is
-// over at now: its results came back, or it failed or was canceled. The
-// lane learns from it and re-predicts the batches still out on its
-// executor. Unknown IDs (0, a queue without a lane, a batch already
-// reported) are ignored.
-func (c *Core) Finished(now time.Time, id uint64) {
+// over at now: its results came back (ok), or it failed or was canceled
+// (not ok). The lane re-predicts the batches still out on its executor, and
+// learns the execution time from a batch that came back (a failure says
+// nothing about it). Unknown IDs (0, a queue without a lane, a batch
+// already reported) are ignored.
+func (c *Core) Finished(now time.Time, id uint64, ok bool) {
 	if id == 0 {
 		return
 	}
@@ -145,7 +146,7 @@ func (c *Core) Finished(now time.Time, id uint64) {
 			}
 			l.out = append(l.out[:i], l.out[i+1:]...)
 			end := t - c.half
-			if start := max(fl.arrive, l.lastEnd[fl.server]); fl.exec > 0 && end > start {
+			if start := max(fl.arrive, l.lastEnd[fl.server]); ok && fl.exec > 0 && end > start {
 				x := float64(end-start) / float64(fl.exec)
 				l.dev += laneAlpha * (math.Abs(x-l.factor) - l.dev)
 				l.factor += laneAlpha * (x - l.factor)

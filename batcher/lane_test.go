@@ -49,7 +49,7 @@ func TestLaneHoldsBatchesUntilTheExecutorFrees(t *testing.T) {
 	}
 	// The first batch comes back early, at 2.5 ms (it executed from 1 to
 	// 1.5 ms): the lane is ready, and the three go together at once.
-	c.Finished(at(2.5), id)
+	c.Finished(at(2.5), id, true)
 	wantNext(t, c, at(2.5))
 	wantOneBatch(t, c.Poll(at(2.5), true, bs[:0]), later)
 }
@@ -119,7 +119,7 @@ func TestLaneLearnsTheExecutionTime(t *testing.T) {
 			t.Fatalf("at %v ms: %d batches, want 1", now, len(bs))
 		}
 		now += 1 + 6 + 1 // half RTT, execution, half RTT
-		c.Finished(at(now), bs[0].ID)
+		c.Finished(at(now), bs[0].ID, true)
 	}
 	// A batch of one row dispatched now is predicted to free the executor
 	// at about now + 1 + 6 ms: a request queued behind it waits until about
@@ -148,9 +148,24 @@ func TestLaneForgetsABatchNeverReported(t *testing.T) {
 		t.Fatalf("Next = +%v, want no later than the predicted ready time, 3 ms", got.Sub(t0))
 	}
 	// Finished for an unknown ID changes nothing.
-	c.Finished(at(1), 12345)
-	c.Finished(at(1), 0)
+	c.Finished(at(1), 12345, true)
+	c.Finished(at(1), 0, true)
 	if got2, _ := c.Next(); !got2.Equal(got) {
 		t.Errorf("Next moved from +%v to +%v on unknown IDs", got.Sub(t0), got2.Sub(t0))
 	}
+}
+
+// A batch that failed says nothing about execution time: the lane frees
+// its executor but learns nothing from it.
+func TestLaneLearnsNothingFromAFailedBatch(t *testing.T) {
+	c := laneCore(t)
+	mustEnqueue(t, c, at(0), vreq(backends.Standard, at(0), 0, 1))
+	bs := c.Poll(at(0), true, nil)
+	c.Finished(at(50), bs[0].ID, false) // failed after a long wait
+	// Predicted as before any batch: one row dispatched at 50 ms arrives at
+	// 51 ms, executes 3 ms, frees at 54 ms; the next is ready at 53 ms.
+	mustEnqueue(t, c, at(50), vreq(backends.Standard, at(50), 0, 1))
+	c.Poll(at(50), true, bs[:0])
+	mustEnqueue(t, c, at(50), vreq(backends.Standard, at(50), 0, 1))
+	wantNext(t, c, at(53))
 }

@@ -297,14 +297,14 @@ func (s *Sim) dispatch(b int32, bt *batcher.Batch, now time.Time) {
 		for _, req := range bt.Members {
 			s.reqs[slotOf(req)].lost = true // never reaches the backend: it will time out
 		}
-		s.bcores[b].Finished(now, bt.ID) // it occupies no executor
+		s.bcores[b].Finished(now, bt.ID, false) // it occupies no executor
 		return
 	}
 	mb := s.maxBatch[b][class]
 	if len(bt.Members) == 1 && (mb == 0 || s.reqs[first].req.Rows > mb) {
 		// A request larger than MaxBatch runs alone, split by the backend.
 		if err := s.submit(first, b, now); err != nil {
-			s.bcores[b].Finished(now, bt.ID)
+			s.bcores[b].Finished(now, bt.ID, false)
 			s.failSubmit(first, now, err)
 			return
 		}
@@ -328,7 +328,7 @@ func (s *Sim) dispatch(b int32, bt *batcher.Batch, now time.Time) {
 	}
 	job := emulator.BatchJob{ID: uint64(s.res.Batches), Class: class, Members: s.members}
 	if err := s.cores[b].SubmitBatch(now, &job); err != nil {
-		s.bcores[b].Finished(now, bt.ID)
+		s.bcores[b].Finished(now, bt.ID, false)
 		for _, req := range bt.Members {
 			s.failSubmit(slotOf(req), now, err)
 		}
@@ -376,10 +376,10 @@ func (s *Sim) allocRec() int32 {
 	return int32(len(s.recs) - 1)
 }
 
-// memberEnded tells request i's batch record that i's share is over (its
-// result came back, or it timed out or failed) at now; the last one tells
+// memberEnded tells request i's batch record that i's share is over at now:
+// its result came back (ok), or it timed out or failed; the last one tells
 // the batcher the batch is over.
-func (s *Sim) memberEnded(i int32, now time.Time) {
+func (s *Sim) memberEnded(i int32, now time.Time, ok bool) {
 	r := s.reqs[i]
 	k := r.rec
 	if k < 0 {
@@ -390,7 +390,7 @@ func (s *Sim) memberEnded(i int32, now time.Time) {
 	rec.left--
 	if rec.left == 0 {
 		s.outstanding[rec.b][rec.class]--
-		s.bcores[rec.b].Finished(now, rec.id)
+		s.bcores[rec.b].Finished(now, rec.id, ok) // the batch's results came back, or it was abandoned
 		s.freeRecs = append(s.freeRecs, k)
 	}
 }

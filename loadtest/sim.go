@@ -661,7 +661,7 @@ func (s *Sim) complete(i int32, now time.Time) {
 	st.CostUSD += r.cost
 	// Latencies are measured from the intended send time, which is the
 	// submission time: the core's Timing is measured from submission.
-	s.memberEnded(i, now)
+	s.memberEnded(i, now, true)
 	o := Outcome{
 		Item: &r.item, Latency: r.wait + r.total, TTFT: r.wait + r.ttft,
 		Status: 200, Kind: "ok", OK: true, CostUSD: r.cost,
@@ -711,7 +711,7 @@ func (s *Sim) timeout(i int32, t int64) {
 		s.unqueue(i)
 		s.fix(r.backend)
 	}
-	s.memberEnded(i, now)
+	s.memberEnded(i, now, false)
 	s.cancelParts(i, now)
 	s.router.Done(now, r.dec, router.Outcome{Err: backends.ErrTimeout, E2E: time.Duration(t) - r.item.At, SLO: router.SLOMissed})
 	s.res.Backends[r.backend].Timeouts++
