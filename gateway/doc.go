@@ -33,12 +33,16 @@
 //     failure before any output is retried on another backend within the
 //     retry budget; a request a batcher hands back unexecuted is placed again.
 //  4. Streaming requests are placed and wait for admission first
-//     (PlaceAdmitted), so a full queue is still a 429 and the placement
-//     headers go out with the response headers; the backend then runs inside
-//     fasthttp's body stream writer, each chunk flushed as one server-sent
-//     event (a failure before the first event is placed again elsewhere).
-//     The chunk that ends the stream carries the attributed cost
-//     (accelgate_cost_usd).
+//     (PlaceAdmitted), so a full queue is still a 429. The backend then runs
+//     in its own goroutine (stream.go: startStream), its events written into
+//     a pipe that becomes the response body, and the handler commits to 200
+//     — with the placement headers of the backend actually serving it — only
+//     when the first event exists: a failure before it is placed again
+//     elsewhere, and when no other backend takes over (or the hard timeout
+//     passes first) the client gets a plain HTTP error (502, 504). Each
+//     chunk is flushed as one server-sent event; a failure after the first
+//     becomes a final error event. The chunk that ends the stream carries
+//     the attributed cost (accelgate_cost_usd).
 //  5. Every response names where it ran and what it cost: x-accelgate-backend,
 //     x-accelgate-hardware and x-accelgate-cost-usd.
 package gateway

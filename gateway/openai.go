@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/base64"
@@ -95,13 +94,19 @@ func (s *Server) handleLLM(ctx *fasthttp.RequestCtx, op backends.Op) {
 		s.writeError(ctx, err)
 		return
 	}
-	setPlacementHeaders(ctx, p.Backend())
+	// The status waits for the first event: a backend that fails or times
+	// out before it (and no other takes over) is still a plain HTTP error.
+	run := s.startStream(&p, req, m, created)
+	<-run.ready
+	if run.err != nil {
+		s.writeError(ctx, run.err)
+		return
+	}
+	setPlacementHeaders(ctx, run.backend)
 	ctx.SetContentType("text/event-stream")
 	ctx.Response.Header.Set("Cache-Control", "no-cache")
 	ctx.Response.Header.Set("X-Accel-Buffering", "no")
-	ctx.SetBodyStreamWriter(func(w *bufio.Writer) {
-		s.runStream(w, &p, req, m, created)
-	})
+	ctx.SetBodyStream(run.body, -1)
 }
 
 // runUnary runs a non-streaming request on the fleet under its hard deadline

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"io"
 	"strconv"
 
 	"github.com/accelgate/accelgate/backends"
@@ -28,6 +29,7 @@ type sseWriter struct {
 	startN  []bool  // for n > len(started)
 	err     error   // first write error (client gone)
 	wrote   bool    // an event was written (a failure can no longer be retried elsewhere)
+	onFirst func()  // called once, just before the first event is written
 }
 
 func (sw *sseWriter) roleSent(i int) bool {
@@ -49,6 +51,10 @@ func (sw *sseWriter) event(payload []byte) error {
 		return sw.err
 	}
 	sw.wrote = true
+	if f := sw.onFirst; f != nil {
+		sw.onFirst = nil
+		f()
+	}
 	if _, err := sw.w.WriteString("data: "); err != nil {
 		sw.err = err
 		return err
@@ -170,31 +176,70 @@ func (sw *sseWriter) fail(err error) {
 	sw.event([]byte("[DONE]"))
 }
 
-// runStream runs a placed streaming request inside fasthttp's body stream
-// writer: headers are already sent, so failures become an error event.
-func (s *Server) runStream(w *bufio.Writer, p *Placement, req *backends.Request, m *backends.Model, created int64) {
+// streamRun is a streaming request running on the fleet. ready is closed
+// when its first event is about to be written (backend is then where it
+// runs, and the events follow on body) or when it failed before any event
+// (err: nothing was sent, so the client gets a plain HTTP error).
+type streamRun struct {
+	ready   chan struct{}
+	err     error
+	backend *backends.Descriptor
+	body    *io.PipeReader
+}
+
+// startStream runs a placed streaming request in its own goroutine, its
+// events written into a pipe that becomes the response body: the handler
+// commits to 200 only once the first event exists. When fasthttp is done
+// with the body (the stream ended, or the client went away) it closes the
+// pipe, the next write fails and the backend is told to stop.
+func (s *Server) startStream(p *Placement, req *backends.Request, m *backends.Model, created int64) *streamRun {
+	pr, pw := io.Pipe()
+	run := &streamRun{ready: make(chan struct{}), body: pr}
+	go func() {
+		bw := bufio.NewWriter(pw)
+		failed := s.runStream(bw, p, req, m, created, func(p *Placement) {
+			run.backend = p.Backend()
+			close(run.ready)
+		})
+		if failed != nil {
+			run.err = failed
+			close(run.ready)
+		}
+		bw.Flush()
+		pw.Close()
+	}()
+	return run
+}
+
+// runStream runs a placed streaming request, writing its events to w. It
+// calls first, with the placement serving it, before the first event is
+// written. A failure before any event, once no other backend takes over, is
+// returned (and nothing written); a failure after one becomes an error event.
+func (s *Server) runStream(w *bufio.Writer, p *Placement, req *backends.Request, m *backends.Model, created int64, first func(*Placement)) error {
 	ctx, cancel := context.WithDeadline(context.Background(), req.Deadline)
 	defer cancel()
 	sw := &sseWriter{w: w, req: req, created: created}
+	sw.onFirst = func() { first(p) }
 	for attempt := 1; ; attempt++ {
 		res, err := p.d.Run(ctx, p, req, m, sw.onChunk) // the generation that placed it
 		if sw.err != nil {
-			return // the client went away; the backend has been told to stop
+			return nil // the client went away; the backend has been told to stop
 		}
 		if err != nil && !sw.wrote && sw.pending == nil {
-			// Nothing but the headers reached the client: a backend that
-			// failed may be replaced by another, like a non-streaming
-			// request's.
+			// Nothing reached the client: a backend that failed may be
+			// replaced by another, like a non-streaming request's; when
+			// none does, the client gets the error as an HTTP status.
 			if np, ok := p.d.RetryStream(ctx, p, req, m, attempt, err); ok {
 				p = &np
 				continue
 			}
+			return err
 		}
 		if err != nil {
 			sw.fail(err)
-			return
+			return nil
 		}
 		sw.finish(res)
-		return
+		return nil
 	}
 }
