@@ -71,9 +71,14 @@ type Config struct {
 	// CostTolerance is the relative difference of predicted cost under
 	// which two SLO-feasible backends count as equally cheap and the one
 	// with the lower predicted latency wins (then the one with fewer
-	// requests in flight). Near capacity every backend's cost converges
-	// and this spreads load instead of packing onto the marginally cheaper
-	// one. Default 0.1 (10%).
+	// requests in flight). A predicted attributed cost is itself uncertain
+	// by tens of percent (the learned mean, the expected batch share, the
+	// sequences a continuous batch will hold), so smaller differences are
+	// noise, and taking the faster backend among them protects SLOs; near
+	// capacity every backend's cost converges and this spreads load instead
+	// of packing onto the marginally cheaper one. Default 0.3 (30%): on the
+	// simulator's mixed workload it met more SLOs at both 50% and 80% load
+	// than 0.1 and cost less (see the README).
 	CostTolerance float64 `yaml:"cost_tolerance"`
 	// AffinityEntries bounds the prefix-affinity table (prompt-prefix chunk
 	// hashes → the backends that served them recently; see affinity.go).
@@ -153,7 +158,7 @@ func (c *Config) SetDefaults() {
 		c.AffinityEntries = 65536
 	}
 	if c.CostTolerance == 0 {
-		c.CostTolerance = 0.1
+		c.CostTolerance = 0.3
 	}
 	if c.Policy == "" {
 		c.Policy = PolicyAccelgate
