@@ -23,6 +23,7 @@ type Timing struct {
 	Total     time.Duration // to the last byte of the result
 	Busy      time.Duration // accelerator time attributed to this request
 	BatchRows int           // rows of the batch it ran in (set by the gateway's batcher; 0 unknown)
+	BatchID   uint64        // the batch it ran in, unique per backend (set by the gateway's batcher; 0 unknown)
 	BatchWait time.Duration // time it was held in the gateway's batcher before dispatch
 }
 

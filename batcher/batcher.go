@@ -280,6 +280,7 @@ func (b *Batcher) run(ctx context.Context, fl *flight, bt Batch, ws []*waiter) {
 				if res.Timing.BatchRows == 0 {
 					res.Timing.BatchRows = bt.Rows
 				}
+				res.Timing.BatchID = bt.ID
 				res.Timing.BatchWait = w.wait
 			}
 			w.finish(outs[k].Result, outs[k].Err)

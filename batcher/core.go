@@ -53,8 +53,8 @@ type Batch struct {
 	Members []*backends.Request
 	Rows    int // rows in all (sequences, for an admission)
 	Tokens  int // estimated input tokens in all
-	// ID identifies a batch whose backend executors the core tracks (see
-	// lane.go): report its end with Core.Finished. 0 for the others.
+	// ID identifies a merged batch (KindBatch) in this core; report its
+	// end with Core.Finished (lane.go). 0 for admissions.
 	ID uint64
 }
 

@@ -108,13 +108,14 @@ func (c *Core) ready(g *group) int64 {
 }
 
 // dispatched records a batch of g with rows rows and tokens tokens sent at
-// now; it returns the batch's ID (0 for a queue without a lane).
+// now; it returns the batch's ID, unique in the core (the lane tracks it
+// when g has one).
 func (c *Core) dispatched(g *group, now int64, rows, tokens int) uint64 {
+	c.lastID++
 	l := g.lane
 	if l == nil {
-		return 0
+		return c.lastID
 	}
-	c.lastID++
 	k, f := l.earliest()
 	exec := max(c.latency(g, rows, tokens, backends.Standard)-2*c.half, 0)
 	arrive := now + c.half

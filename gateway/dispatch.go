@@ -234,6 +234,7 @@ func (d *Dispatcher) done(p *Placement, res *backends.Result, err error) (ejecte
 		// the batcher's doing, not the backend's.
 		o.E2E -= res.Timing.BatchWait
 		o.BatchRows = res.Timing.BatchRows
+		o.BatchID = res.Timing.BatchID
 		if !p.first.IsZero() {
 			o.TTFT = p.first.Sub(p.at)
 			if n := res.Usage.CompletionTokens; n > 1 {

@@ -339,7 +339,7 @@ func (s *Sim) dispatch(b int32, bt *batcher.Batch, now time.Time) {
 	s.outstanding[b][class]++
 	for _, req := range bt.Members {
 		r := s.reqs[slotOf(req)]
-		r.parts, r.left, r.rec, r.batchRows = 1, 1, rec, int32(rows)
+		r.parts, r.left, r.rec, r.batchRows, r.batchID = 1, 1, rec, int32(rows), bt.ID
 	}
 	s.res.Batches++
 	s.res.BatchItems += int64(rows)

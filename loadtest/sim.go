@@ -201,6 +201,7 @@ type simReq struct {
 	queued    bool          // in its backend's batcher
 	wait      time.Duration // time spent in the batcher before dispatch
 	batchRows int32         // rows of the batch it ran in (batching), 0 alone
+	batchID   uint64        // the batcher's ID of that batch (batching), 0 alone
 	rec       int32         // its batch's entry in Sim.recs, -1 when none
 	backend   int32
 	parts     int32 // jobs submitted
@@ -512,7 +513,7 @@ func (s *Sim) arrive(i int32, t int64) {
 	r := s.reqs[i]
 	r.live, r.lost, r.backend, r.parts, r.left = true, false, -1, 0, 0
 	r.total, r.ttft, r.cost = 0, 0, 0
-	r.queued, r.wait, r.rec, r.batchRows = false, 0, -1, 0
+	r.queued, r.wait, r.rec, r.batchRows, r.batchID = false, 0, -1, 0, 0
 	s.rec.Offered()
 	now := s.at(t)
 	m := s.models[r.item.Model]
@@ -651,7 +652,7 @@ func (s *Sim) complete(i int32, now time.Time) {
 	r := s.reqs[i]
 	// The router learns the backend's latency, from dispatch: the time held
 	// in the batcher is the batcher's doing (as the gateway reports it).
-	ro := router.Outcome{E2E: r.total, TTFT: r.ttft, BatchRows: int(r.batchRows)}
+	ro := router.Outcome{E2E: r.total, TTFT: r.ttft, BatchRows: int(r.batchRows), BatchID: r.batchID}
 	if out := r.item.OutputTokens; out > 1 && (r.item.Op == backends.OpChat || r.item.Op == backends.OpCompletion) {
 		ro.TPOT = (r.total - r.ttft) / time.Duration(out-1)
 	}

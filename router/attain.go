@@ -42,7 +42,7 @@ func (r *Router) attain(d Decision, o SLOOutcome) {
 		return
 	}
 	a := r.cfg.Attainment.byPriority()[d.prio]
-	q := &r.pct[d.prio]
+	q := &r.pct[0][d.prio]
 	if o == SLOMissed {
 		*q = min(*q+attainStep, 1)
 	} else {
@@ -52,5 +52,5 @@ func (r *Router) attain(d Decision, o SLOOutcome) {
 
 // Quantile returns the margin quantile in force for priority class prio.
 func (r *Router) Quantile(prio backends.Priority) float64 {
-	return r.pct[min(prio, backends.Sheddable)]
+	return r.pct[0][min(prio, backends.Sheddable)]
 }

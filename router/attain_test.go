@@ -72,9 +72,9 @@ func TestAttainmentSteersTheClassQuantile(t *testing.T) {
 	}
 }
 
-// A higher quantile makes the class's SLO check use a higher ratio of the
-// recent error distribution.
-func TestSteeredQuantileWidensTheMargin(t *testing.T) {
+// A higher steered quantile widens placement's margin (the latency compared
+// with the SLO), while the batchers keep planning at the configured quantile.
+func TestSteeredQuantileWidensThePlacementMargin(t *testing.T) {
 	d := desc("x", llmProfile("p", 1, 8, 100), 0)
 	r := newRouter(t, Config{}, d)
 	bp := r.BatchPredictor()
@@ -84,10 +84,18 @@ func TestSteeredQuantileWidensTheMargin(t *testing.T) {
 			r.Done(t0, dd, Outcome{E2E: scale(dd.raw.E2E-dd.raw.Wait, 1+float64(k%32)/31), SLO: o})
 		}
 	}
+	margin := func() time.Duration {
+		dd, _ := r.Place(t0, visReq(backends.Standard, time.Second), visModel, -1)
+		r.Done(t0, dd, Outcome{})
+		return dd.Prediction.E2E95
+	}
 	feed(SLOMet)
-	before := bp.BatchLatency(0, visModel, 4, 0, backends.Standard)
+	before, batchBefore := margin(), bp.BatchLatency(0, visModel, 4, 0, backends.Standard)
 	feed(SLOMissed) // the same ratios, every SLO missed: the quantile rises
-	if after := bp.BatchLatency(0, visModel, 4, 0, backends.Standard); after <= before {
-		t.Fatalf("margin %v after misses, %v before: want wider", after, before)
+	if after := margin(); after <= before {
+		t.Fatalf("placement margin %v after misses, %v before: want wider", after, before)
+	}
+	if after := bp.BatchLatency(0, visModel, 4, 0, backends.Standard); after != batchBefore {
+		t.Fatalf("the batchers' prediction moved from %v to %v with steering", batchBefore, after)
 	}
 }

@@ -58,13 +58,20 @@ const ringN = 64
 // ratio is one latency's observed/predicted statistics.
 type ratio struct {
 	mean float64
-	q    [backends.NumPriorities]float64 // the margin quantile per priority class
-	n    int                             // samples seen
+	// q holds the margin quantile per priority class: q[0] at the quantiles
+	// placement uses (steered, attain.go), q[1] at the configured ones, which
+	// the batchers plan with (see publish).
+	q    [2][backends.NumPriorities]float64
+	n    int // samples seen
 	ring [ringN]float32
 }
 
+// quantiles is the two sets of quantile levels a ratio tracks: [0] for
+// placement, [1] for the batchers.
+type quantiles = [2][backends.NumPriorities]float64
+
 // add records sample x (observed/predicted).
-func (r *ratio) add(x float64, alpha float64, pct *[backends.NumPriorities]float64, scratch *[ringN]float32) {
+func (r *ratio) add(x float64, alpha float64, pct *quantiles, scratch *[ringN]float32) {
 	if !(x > 0) || math.IsInf(x, 0) {
 		return
 	}
@@ -83,18 +90,41 @@ func (r *ratio) add(x float64, alpha float64, pct *[backends.NumPriorities]float
 	*scratch = r.ring
 	s := scratch[:k]
 	slices.Sort(s)
-	for c, p := range pct {
-		r.q[c] = float64(s[min(max(int(math.Ceil(float64(k)*p-1e-9)), 1), k)-1])
+	for set := range pct {
+		for c, p := range pct[set] {
+			r.q[set][c] = float64(s[min(max(int(math.Ceil(float64(k)*p-1e-9)), 1), k)-1])
+		}
 	}
 }
 
 // factors returns the mean and quantile factors for a request of priority
 // prio: 1 and 1+margin before minSamples samples.
 func (r *ratio) factors(prio backends.Priority, minSamples int, margin float64) (mean, q float64) {
+	return r.factorsAt(0, prio, minSamples, margin)
+}
+
+// factorsAt is factors at quantile set set (0 placement, 1 batchers).
+func (r *ratio) factorsAt(set int, prio backends.Priority, minSamples int, margin float64) (mean, q float64) {
 	if r.n < minSamples {
 		return 1, 1 + margin
 	}
-	return r.mean, max(r.q[prio], r.mean)
+	return r.mean, max(r.q[set][prio], r.mean)
+}
+
+// seenBatch reports whether the cell already learned from batch id, and
+// remembers it otherwise. A batch's members share one execution: counted
+// once each, a batch of 200 would fill the ring of recent ratios with one
+// observation, and the quantiles would be that batch's ratio, not a spread.
+// Members of a few batches may finish interleaved; the last four are kept.
+func (c *cell) seenBatch(id uint64) bool {
+	for _, b := range c.batches {
+		if b == id {
+			return true
+		}
+	}
+	c.batches[c.nbatch%uint8(len(c.batches))] = id
+	c.nbatch++
+	return false
 }
 
 // reset forgets every sample.
@@ -114,6 +144,10 @@ type cell struct {
 	// a probe (see learn.go's notes) is out.
 	last    int64
 	probing bool
+	// batches holds the IDs of the last batches learned from (see
+	// seenBatch).
+	batches [4]uint64
+	nbatch  uint8
 	// pub is the published E2E (batch) or TTFT (LLM) quantile factor, per
 	// priority class,
 	// the standard class, for readers outside the router's lock (the

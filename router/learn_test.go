@@ -107,7 +107,7 @@ func TestLearnedFailuresMoveTraffic(t *testing.T) {
 func TestLearnedP95Margin(t *testing.T) {
 	var steady, noisy ratio
 	var scratch [ringN]float32
-	pct := &[backends.NumPriorities]float64{0.99, 0.95, 0.90}
+	pct := &quantiles{{0.99, 0.95, 0.90}, {0.99, 0.95, 0.90}}
 	for k := 0; k < 200; k++ {
 		steady.add(1, 0.1, pct, &scratch)
 		x := 0.9
@@ -441,5 +441,31 @@ func TestBatchPredictorPerClassMargin(t *testing.T) {
 	}
 	if base := p.Vision.BatchTime(4, 0); crit > 2*base || shed < base {
 		t.Fatalf("factors outside the observed ratios 1..2: critical %v, sheddable %v, profile %v", crit, shed, base)
+	}
+}
+
+// The members of one batch are one observation: 32 batches twice as slow as
+// the profile, then one batch of 100 members at the profile's speed, leave
+// the standard quantile at 2 — counted per member, that last batch alone
+// would fill the ring of recent ratios and pull it to 1.
+func TestLearnsOncePerBatch(t *testing.T) {
+	p := llmProfile("p", 1, 8, 100)
+	p.Vision.MaxBatch = 64
+	d := desc("x", p, 0)
+	r := newRouter(t, Config{}, d)
+	bp := r.BatchPredictor()
+	run := func(id uint64, members int, ratio float64) {
+		for range members {
+			dd, _ := r.Place(t0, visReq(backends.Standard, time.Second), visModel, -1)
+			r.Done(t0, dd, Outcome{E2E: scale(p.Vision.BatchTime(32, 0), ratio), BatchRows: 32, BatchID: id})
+		}
+	}
+	for id := uint64(1); id <= 32; id++ {
+		run(id, 3, 2)
+	}
+	run(33, 100, 1)
+	want := scale(p.Vision.BatchTime(32, 0), 2)
+	if got := bp.BatchLatency(0, visModel, 32, 0, backends.Standard); got < want*99/100 {
+		t.Fatalf("standard-quantile prediction %v after 32 slow batches and one fast one, want about %v", got, want)
 	}
 }

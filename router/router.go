@@ -62,6 +62,10 @@ type Outcome struct {
 	// BatchRows is the rows of the batch the request ran in (vision,
 	// embeddings), 0 when unknown.
 	BatchRows int
+	// BatchID identifies that batch on its backend (0 when unknown): the
+	// members of one batch share one observation, so the model learns
+	// once per batch, not once per member (see learn.go).
+	BatchID uint64
 	// SLO says whether the request met its SLO as its client saw it (from
 	// its arrival, time held in a batcher included), when the caller knows:
 	// it steers the margin quantiles (see attain.go).
@@ -118,10 +122,10 @@ type Router struct {
 	targets []target
 	byModel map[string]*modelTargets // built once; read-only lookups per request
 	rng     *rand.Rand
-	pct     [backends.NumPriorities]float64 // the margin quantiles in force (see attain.go)
-	aff     *affinity                       // prefix affinity; nil when disabled
-	cand    []int                           // baseline candidates (scratch)
-	scan    scan                            // Place's running choice (scratch)
+	pct     quantiles // the margin quantiles in force: [0] placement (steered, attain.go), [1] batchers
+	aff     *affinity // prefix affinity; nil when disabled
+	cand    []int     // baseline candidates (scratch)
+	scan    scan      // Place's running choice (scratch)
 	scratch [ringN]float32
 	load    Load // predictInto's scratch
 	profile bool // pred is ProfilePredictor: called without copies
@@ -143,7 +147,8 @@ func New(cfg Config, descs []*backends.Descriptor, pred Predictor) (*Router, err
 	if cfg.AffinityEntries > 0 {
 		r.aff = newAffinity(cfg.AffinityEntries)
 	}
-	r.pct = cfg.Quantiles.byPriority()
+	r.pct[0] = cfg.Quantiles.byPriority()
+	r.pct[1] = r.pct[0]
 	for i, d := range descs {
 		if d == nil || d.Profile == nil {
 			return nil, fmt.Errorf("router: backend %d has no descriptor or profile", i)
@@ -465,7 +470,9 @@ func (r *Router) learn(now time.Time, t *target, d Decision, o Outcome) {
 			c.e2e.reset()
 		}
 	}
-	if o.E2E > 0 && d.raw.E2E > 0 {
+	// The members of one batch share one execution: its ratio is learned
+	// once (seenBatch), the batch size it shows once per member.
+	if fresh := o.BatchID == 0 || !c.seenBatch(o.BatchID); fresh && o.E2E > 0 && d.raw.E2E > 0 {
 		pred := d.raw.E2E
 		if svc := r.ranIn(t, d, o.BatchRows); svc > 0 {
 			pred = svc // the round trip and the batch it ran in
@@ -512,14 +519,18 @@ func (c *cell) observeLatency(v, a float64) {
 	c.nlat++
 }
 
-// publish stores the cell's quantile factors, per priority class, for Factors.
+// publish stores the cell's quantile factors, per priority class, for Factors
+// (the batchers' predictor). They are taken at the configured quantiles, not
+// the steered ones: steering decides how densely placement packs the fleet;
+// a batcher deciding how long to hold a request it already has gains little
+// from the last of the slack and loses the request if it misjudges it.
 func (r *Router) publish(c *cell, llm bool) {
 	st := &c.e2e
 	if llm {
 		st = &c.ttft
 	}
 	for prio := range c.pub {
-		_, f := st.factors(backends.Priority(prio), r.cfg.MinSamples, r.cfg.Margin)
+		_, f := st.factorsAt(1, backends.Priority(prio), r.cfg.MinSamples, r.cfg.Margin)
 		c.pub[prio].Store(math.Float64bits(f))
 	}
 }
