@@ -32,6 +32,11 @@ type RecorderOptions struct {
 	// Name labels the report: the target (a URL or fleet name) or, for
 	// simulations, the placement policy. It becomes RunReport.Name.
 	Name string
+	// Observe, when set, sees every outcome as it is recorded (under the
+	// Recorder's lock, one at a time): per-request analyses such as
+	// comparing two runs of the same workload request by request. It must
+	// not keep o or o.ITL past the call.
+	Observe func(o *Outcome)
 }
 
 // Progress is a cheap snapshot of a running Recorder, for a live progress
@@ -52,6 +57,7 @@ type Progress struct {
 // words per second of run time).
 type Recorder struct {
 	name    string
+	observe func(*Outcome)
 	created time.Time
 	offered atomic.Int64
 	started atomic.Int64 // nanoseconds after created of the first Offered/Record, +1; 0 = not yet
@@ -108,6 +114,7 @@ type ringSlot struct {
 func NewRecorder(opts RecorderOptions) *Recorder {
 	r := &Recorder{
 		name:       opts.Name,
+		observe:    opts.Observe,
 		created:    time.Now(),
 		errors:     make(map[string]int64),
 		hardware:   make(map[string]*hwAcc),
@@ -179,6 +186,9 @@ func (r *Recorder) Record(o *Outcome) {
 
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.observe != nil {
+		r.observe(o)
+	}
 
 	r.recorded++
 	if prio >= 0 && prio < len(r.byPrio) {

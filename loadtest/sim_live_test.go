@@ -120,6 +120,14 @@ func (c *shellClient) Do(ctx context.Context, it *Item, intended time.Time, o *O
 	o.CostUSD, o.Backend, o.Hardware = res.CostUSD, dec.Backend.Name, dec.Backend.Profile.Name
 }
 
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+func median(v []float64) float64 {
+	v = append([]float64(nil), v...)
+	sort.Float64s(v)
+	return v[len(v)/2]
+}
+
 // TestSimMatchesLiveShells runs one small workload twice: live, through the
 // harness's open-loop runner on the wall clock, on the default fleet's
 // emulator shells (jitter 0) behind the router core, exactly as the gateway
@@ -133,7 +141,8 @@ func (c *shellClient) Do(ctx context.Context, it *Item, intended time.Time, o *O
 // the lag does not accumulate across a request's steps. The live run also
 // tokenizes the chat prompts (the chat template adds a few tokens, about
 // 0.1 ms of prefill) and the embedding inputs. So p50 latencies must agree
-// within 15% + 10 ms — checked without the race detector only, which slows
+// within 15% + 10 ms, request by request over the requests both sides
+// placed alike (at least 90% of them) — checked without the race detector only, which slows
 // the live side's goroutines and timers several-fold. Placement depends on the router's books at each
 // instant, which those lags shift slightly near ties: each backend's share
 // must agree within 5 percentage points.
@@ -155,6 +164,10 @@ func TestSimMatchesLiveShells(t *testing.T) {
 	// learning held at its cold start both sides place by the same
 	// predictions. The model itself is tested in router/.
 	f.Router.MinSamples = 1000
+	// Likewise the margins stay where they start: the simulator reports
+	// SLO outcomes (attain.go steers by them), this test's live client
+	// does not.
+	f.Router.FixedQuantiles = true
 	// Costs within 10% tie by default and ties go to the lower predicted
 	// latency, which depends on the instant of each decision: exact ties
 	// keep the two sides' decisions from hinging on scheduling lag.
@@ -167,7 +180,15 @@ func TestSimMatchesLiveShells(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	simRec := NewRecorder(RecorderOptions{Name: "sim"})
+	type seen struct {
+		backend       string
+		latency, ttft time.Duration
+	}
+	observe := func(into map[int64]seen) func(*Outcome) {
+		return func(o *Outcome) { into[o.Item.Seq] = seen{o.Backend, o.Latency, o.TTFT} }
+	}
+	simSeen, liveSeen := map[int64]seen{}, map[int64]seen{}
+	simRec := NewRecorder(RecorderOptions{Name: "sim", Observe: observe(simSeen)})
 	res, err := sim.Run(newSource(), simRec)
 	if err != nil {
 		t.Fatal(err)
@@ -201,7 +222,7 @@ func TestSimMatchesLiveShells(t *testing.T) {
 	if cl.r, err = router.New(f.Router, descs, nil); err != nil {
 		t.Fatal(err)
 	}
-	liveRec := NewRecorder(RecorderOptions{Name: "live"})
+	liveRec := NewRecorder(RecorderOptions{Name: "live", Observe: observe(liveSeen)})
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	st, err := RunOpen(ctx, newSource(), RunOptions{Client: cl, Recorder: liveRec})
@@ -228,14 +249,32 @@ func TestSimMatchesLiveShells(t *testing.T) {
 			t.Errorf("%s: share %.3f live, %.3f simulated", k, live, simShare[k])
 		}
 	}
+	// Latencies are compared request by request, over the requests both
+	// sides placed on the same backend: the median of the live-minus-
+	// simulated differences must lie within 15% of the simulated median +
+	// 10 ms. (The whole run's p50 is logged, not checked: over backends as
+	// different as an H100 and an edge node 45 ms away it falls between
+	// their clusters, and one placement that scheduling lag flips near a tie
+	// moves it by tens of milliseconds.)
+	var simLat, dLat, simTTFT, dTTFT []float64
+	for seq, sv := range simSeen {
+		if lv, ok := liveSeen[seq]; ok && lv.backend == sv.backend {
+			simLat, dLat = append(simLat, ms(sv.latency)), append(dLat, ms(lv.latency-sv.latency))
+			simTTFT, dTTFT = append(simTTFT, ms(sv.ttft)), append(dTTFT, ms(lv.ttft-sv.ttft))
+		}
+	}
+	if len(simLat) < n*9/10 {
+		t.Fatalf("only %d of %d requests placed alike", len(simLat), n)
+	}
+	t.Logf("whole-run latency p50: simulated %.3f ms, live %.3f ms", simRep.LatencyMS.P50, liveRep.LatencyMS.P50)
 	for _, q := range []struct {
 		name      string
-		sim, live float64
+		sim, diff float64
 	}{
-		{"latency p50", simRep.LatencyMS.P50, liveRep.LatencyMS.P50},
-		{"ttft p50", simRep.TTFTMS.P50, liveRep.TTFTMS.P50},
+		{"latency", median(simLat), median(dLat)},
+		{"ttft", median(simTTFT), median(dTTFT)},
 	} {
-		t.Logf("%s: simulated %.3f ms, live %.3f ms", q.name, q.sim, q.live)
+		t.Logf("%s: simulated median %.3f ms, median live-minus-simulated %.3f ms", q.name, q.sim, q.diff)
 		if clientRaceEnabled {
 			// The race detector slows the live shells' goroutines and
 			// timers several-fold, and CI runs packages in parallel: the
@@ -243,8 +282,8 @@ func TestSimMatchesLiveShells(t *testing.T) {
 			// timing code. CI checks the latencies in its non-race step.
 			continue
 		}
-		if math.Abs(q.live-q.sim) > 0.15*q.sim+10 {
-			t.Errorf("%s: live %.3f ms, simulated %.3f ms: beyond 15%% + 10 ms", q.name, q.live, q.sim)
+		if math.Abs(q.diff) > 0.15*q.sim+10 {
+			t.Errorf("%s: live differs from simulated by %.3f ms (median per request): beyond 15%% of %.3f ms + 10 ms", q.name, q.diff, q.sim)
 		}
 	}
 }
