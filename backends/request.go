@@ -79,6 +79,22 @@ type SLO struct {
 	TPOT time.Duration // mean time per output token after the first, for streams
 }
 
+// Zero reports whether the SLO sets no target at all.
+func (s SLO) Zero() bool { return s.E2E <= 0 && s.TTFT <= 0 && s.TPOT <= 0 }
+
+// Met reports whether a request with these latencies meets the SLO: a
+// stream is judged on its time to first token and its mean time per output
+// token (tpot; 0 when unknown, not judged), anything else end to end.
+// Targets that are zero are not checked. The router, the gateway and the
+// load tester all judge by it.
+func (s SLO) Met(stream bool, e2e, ttft, tpot time.Duration) bool {
+	over := func(v, target time.Duration) bool { return target > 0 && v > target }
+	if stream {
+		return !over(ttft, s.TTFT) && !over(tpot, s.TPOT)
+	}
+	return !over(e2e, s.E2E)
+}
+
 // Message is one chat message, reduced to what the emulator and the router need.
 type Message struct {
 	Role    string

@@ -182,7 +182,7 @@ func (d *Dispatcher) Place(req *backends.Request, m *backends.Model, exclude int
 // backend misses it; other errors (the client's doing, a refusal) and
 // requests without a target are not judged.
 func (p *Placement) sloOutcome(now time.Time, res *backends.Result, err error) router.SLOOutcome {
-	if p.slo.E2E <= 0 && p.slo.TTFT <= 0 && p.slo.TPOT <= 0 {
+	if p.slo.Zero() {
 		return router.SLOUnknown
 	}
 	if err != nil {
@@ -192,17 +192,15 @@ func (p *Placement) sloOutcome(now time.Time, res *backends.Result, err error) r
 		return router.SLOUnknown
 	}
 	e2e := now.Sub(p.arrival)
-	met := true
-	if p.stream && !p.first.IsZero() {
-		ttft := p.first.Sub(p.arrival)
-		met = p.slo.TTFT <= 0 || ttft <= p.slo.TTFT
-		if n := res.Usage.CompletionTokens; met && p.slo.TPOT > 0 && n > 1 {
-			met = (e2e-ttft)/time.Duration(n-1) <= p.slo.TPOT
+	var ttft, tpot time.Duration
+	stream := p.stream && !p.first.IsZero()
+	if stream {
+		ttft = p.first.Sub(p.arrival)
+		if n := res.Usage.CompletionTokens; n > 1 {
+			tpot = (e2e - ttft) / time.Duration(n-1)
 		}
-	} else if p.slo.E2E > 0 {
-		met = e2e <= p.slo.E2E
 	}
-	if met {
+	if p.slo.Met(stream, e2e, ttft, tpot) {
 		return router.SLOMet
 	}
 	return router.SLOMissed

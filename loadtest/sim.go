@@ -694,7 +694,7 @@ func (s *Sim) complete(i int32, now time.Time) {
 
 // sloOutcome judges o's SLO for the router (unknown without a target).
 func sloOutcome(o *Outcome) router.SLOOutcome {
-	if slo := o.Item.SLO; slo.E2E <= 0 && slo.TTFT <= 0 && slo.TPOT <= 0 {
+	if o.Item.SLO.Zero() {
 		return router.SLOUnknown
 	}
 	if o.MetSLO() {

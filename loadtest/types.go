@@ -67,21 +67,12 @@ func (o *Outcome) MetSLO() bool {
 	if !o.OK {
 		return false
 	}
-	slo := o.Item.SLO
-	if o.Item.Stream {
-		if slo.TTFT > 0 && o.TTFT > slo.TTFT {
-			return false
+	var tpot time.Duration
+	if len(o.ITL) > 0 {
+		for _, g := range o.ITL {
+			tpot += g
 		}
-		if slo.TPOT > 0 && len(o.ITL) > 0 {
-			var sum time.Duration
-			for _, g := range o.ITL {
-				sum += g
-			}
-			if sum/time.Duration(len(o.ITL)) > slo.TPOT {
-				return false
-			}
-		}
-		return true
+		tpot /= time.Duration(len(o.ITL))
 	}
-	return slo.E2E <= 0 || o.Latency <= slo.E2E
+	return o.Item.SLO.Met(o.Item.Stream, o.Latency, o.TTFT, tpot)
 }

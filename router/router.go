@@ -620,21 +620,13 @@ func (r *Router) admits(t *target, now time.Time) bool {
 // meets reports whether p's quantile latencies meet req's SLO (TTFT and TPOT
 // for streams, end to end otherwise).
 func meets(p *Prediction, req *backends.Request) bool {
-	over := func(pred, target time.Duration) bool { return target > 0 && pred > target }
-	if req.Stream {
-		return !over(p.TTFT95, req.SLO.TTFT) && !over(p.TPOT95, req.SLO.TPOT)
-	}
-	return !over(p.E2E95, req.SLO.E2E)
+	return req.SLO.Met(req.Stream, p.E2E95, p.TTFT95, p.TPOT95)
 }
 
 // meetsExpected reports whether p's expected latencies (the learned mean,
 // without the class's margin; TPOTExpected for streams) meet req's SLO.
 func meetsExpected(p *Prediction, req *backends.Request) bool {
-	over := func(pred, target time.Duration) bool { return target > 0 && pred > target }
-	if req.Stream {
-		return !over(p.TTFT, req.SLO.TTFT) && !over(p.TPOTExpected, req.SLO.TPOT)
-	}
-	return !over(p.E2E, req.SLO.E2E)
+	return req.SLO.Met(req.Stream, p.E2E, p.TTFT, p.TPOTExpected)
 }
 
 // latency is the figure "fastest" minimises: TTFT for streams (what the user
