@@ -374,11 +374,8 @@ func Simulate(c SimulateConfig) (*SimReport, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	for i := 0; i < len(jobs); {
-		k := i
-		for k < len(jobs) && jobs[k].run == jobs[i].run {
-			k++
-		}
+	// Fixed batching ran once per delay: keep the best, note every one.
+	eachGroup(len(jobs), func(i int) int { return jobs[i].run }, func(i, k int) {
 		best := results[i]
 		var cal []SimDelayRun
 		for _, r := range results[i:k] {
@@ -391,8 +388,7 @@ func Simulate(c SimulateConfig) (*SimReport, error) {
 		}
 		best.Calibration = cal
 		rep.Runs[jobs[i].run] = *best
-		i = k
-	}
+	})
 	// The cost lower bound at every distinct rate.
 	for i := range rep.Runs {
 		run := &rep.Runs[i]
@@ -450,11 +446,7 @@ func Simulate(c SimulateConfig) (*SimReport, error) {
 		if err := errors.Join(errs...); err != nil {
 			return nil, err
 		}
-		for i := 0; i < len(mjobs); {
-			k := i
-			for k < len(mjobs) && mjobs[k].out == mjobs[i].out {
-				k++
-			}
+		eachGroup(len(mjobs), func(i int) int { return mjobs[i].out }, func(i, k int) {
 			best := results[i]
 			var cal []SimDelayMax
 			for _, r := range results[i:k] {
@@ -467,10 +459,23 @@ func Simulate(c SimulateConfig) (*SimReport, error) {
 			}
 			best.Calibration = cal
 			rep.MaxRates[mjobs[i].out] = *best
-			i = k
-		}
+		})
 	}
 	return rep, nil
+}
+
+// eachGroup calls f(i, k) for every maximal run [i, k) of consecutive
+// indices in 0..n-1 with the same key (the jobs of one output, one per
+// fixed-batching delay, are consecutive).
+func eachGroup(n int, key func(i int) int, f func(i, k int)) {
+	for i := 0; i < n; {
+		k := i + 1
+		for k < n && key(k) == key(i) {
+			k++
+		}
+		f(i, k)
+		i = k
+	}
 }
 
 // forEach calls f(0..n-1) on at most par goroutines.
