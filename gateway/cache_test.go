@@ -1,22 +1,18 @@
 package gateway
 
 import (
-	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"io"
 	"math"
-	"net"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/test/bufconn"
 
 	"github.com/valyala/fasthttp"
 
@@ -60,16 +56,7 @@ func newCacheEnv(t *testing.T, cfgs map[string]fleet.ResponseCache) *cacheEnv {
 		}
 	}
 	e := &cacheEnv{testEnv: serveInmemory(t, Config{}, d, clk), d: d, llm: llm, ks: ks, clk: clk}
-	gs := NewGRPCServer(d, GRPCOptions{Clock: clk})
-	ln := bufconn.Listen(1 << 20)
-	go gs.Serve(ln)
-	conn, err := grpc.NewClient("passthrough:///bufnet",
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return ln.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close(); StopGRPC(gs, 5*time.Second) }) // before the dispatcher closes
+	conn := serveGRPC(t, NewGRPCServer(d, GRPCOptions{Clock: clk})) // stops before the dispatcher closes
 	e.client = inference.NewGRPCInferenceServiceClient(conn)
 	return e
 }

@@ -143,7 +143,16 @@ func newGRPCEnv(t testing.TB, bes ...*tensorFake) *grpcEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := NewGRPCServer(d, GRPCOptions{Version: "9.9.9"})
+	conn := serveGRPC(t, NewGRPCServer(d, GRPCOptions{Version: "9.9.9"}))
+	return &grpcEnv{be: bes, conn: conn, client: inference.NewGRPCInferenceServiceClient(conn)}
+}
+
+// serveGRPC serves srv on an in-memory listener and returns a client
+// connection to it; both are closed when the test ends (cleanups run last
+// registered first: call it after registering the dispatcher's, and the
+// server stops before the dispatcher closes).
+func serveGRPC(t testing.TB, srv *grpc.Server) *grpc.ClientConn {
+	t.Helper()
 	ln := bufconn.Listen(1 << 20)
 	go srv.Serve(ln)
 	conn, err := grpc.NewClient("passthrough:///bufnet",
@@ -156,7 +165,7 @@ func newGRPCEnv(t testing.TB, bes ...*tensorFake) *grpcEnv {
 		conn.Close()
 		StopGRPC(srv, 5*time.Second)
 	})
-	return &grpcEnv{be: bes, conn: conn, client: inference.NewGRPCInferenceServiceClient(conn)}
+	return conn
 }
 
 func tctx(t testing.TB) context.Context {

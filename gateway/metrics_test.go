@@ -68,12 +68,7 @@ func TestMetricsRoute(t *testing.T) {
 // clock and merged with what the gateway placed.
 func TestMetricsEndToEnd(t *testing.T) {
 	const slots, n = 2, 5
-	emuClock := fakeclock.New(t0)
-	prof := testProfile("emu-gpu", 3.6)
-	prof.LLM.MaxConcurrency = slots
-	emu := emulator.New(&backends.Descriptor{Name: "emu-0", Profile: prof, Models: []string{"llm"}, PricePerHour: 3.6},
-		emulator.Options{Clock: emuClock, Seed: 1})
-	defer emu.Close()
+	emu, emuClock := llmEmulator(t, "emu-0", slots)
 	d, err := NewDispatcher([]backends.Backend{emu}, testModels(), router.Config{}, emuClock)
 	if err != nil {
 		t.Fatal(err)
@@ -124,6 +119,19 @@ func TestMetricsEndToEnd(t *testing.T) {
 	}
 
 	stopLoad()
+}
+
+// llmEmulator is an emulated accelerator serving "llm" with slots sequence
+// slots, on a fake clock that starts at t0; it is closed when the test ends.
+func llmEmulator(t *testing.T, name string, slots int) (*emulator.Backend, *fakeclock.Clock) {
+	t.Helper()
+	clk := fakeclock.New(t0)
+	prof := testProfile("emu-gpu", 3.6)
+	prof.LLM.MaxConcurrency = slots
+	emu := emulator.New(&backends.Descriptor{Name: name, Profile: prof, Models: []string{"llm"}, PricePerHour: 3.6},
+		emulator.Options{Clock: clk, Seed: 1})
+	t.Cleanup(func() { emu.Close() })
+	return emu, clk
 }
 
 // loadEmulator submits n chat requests to emu directly, as clients the

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/accelgate/accelgate/backends"
-	"github.com/accelgate/accelgate/backends/emulator"
 	"github.com/accelgate/accelgate/backends/fakeclock"
 	"github.com/accelgate/accelgate/backends/telemetry"
 	"github.com/accelgate/accelgate/router"
@@ -218,12 +217,7 @@ func TestWatchTelemetryRejectsBadTargets(t *testing.T) {
 // router: a critical request that would have gone to b0 goes to b1.
 func TestTelemetryFromEmulator(t *testing.T) {
 	const slots, n = 2, 12
-	emuClock := fakeclock.New(t0)
-	prof := testProfile("emu-gpu", 3.6)
-	prof.LLM.MaxConcurrency = slots
-	emu := emulator.New(&backends.Descriptor{Name: "b0", Profile: prof, Models: []string{"llm"}, PricePerHour: 3.6},
-		emulator.Options{Clock: emuClock, Seed: 1})
-	defer emu.Close()
+	emu, emuClock := llmEmulator(t, "b0", slots)
 	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", MetricsContentType)
 		emu.WriteMetrics(w)
@@ -231,6 +225,7 @@ func TestTelemetryFromEmulator(t *testing.T) {
 	defer ts.Close()
 
 	// The gateway's view: two equal backends; b0 stands for the emulator.
+	prof := emu.Descriptor().Profile
 	clock := fakeclock.New(t0)
 	b0 := &instant{desc: &backends.Descriptor{Name: "b0", Profile: prof, Models: []string{"llm"}, PricePerHour: 3.6}}
 	b1 := &instant{desc: &backends.Descriptor{Name: "b1", Profile: prof, Models: []string{"llm"}, PricePerHour: 3.6}}

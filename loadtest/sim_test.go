@@ -164,10 +164,10 @@ func marshal(t *testing.T, v any) []byte {
 	return b.Bytes()
 }
 
-// TestSimulateDeterministic: the same seed gives the same JSON byte for byte,
-// however many simulations run at once; another seed gives another.
-func TestSimulateDeterministic(t *testing.T) {
-	c := smallConfig(t)
+// simulateAlike runs c one simulation at a time and three at once, checks
+// the two reports are the same JSON byte for byte, and returns the first.
+func simulateAlike(t *testing.T, c SimulateConfig) *SimReport {
+	t.Helper()
 	c.Parallel = 1
 	a, err := Simulate(c)
 	if err != nil {
@@ -178,10 +178,18 @@ func TestSimulateDeterministic(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ja, jb := marshal(t, a), marshal(t, b)
-	if !bytes.Equal(ja, jb) {
+	if !bytes.Equal(marshal(t, a), marshal(t, b)) {
 		t.Fatal("two simulations with the same seed differ")
 	}
+	return a
+}
+
+// TestSimulateDeterministic: the same seed gives the same JSON byte for byte,
+// however many simulations run at once; another seed gives another.
+func TestSimulateDeterministic(t *testing.T) {
+	c := smallConfig(t)
+	a := simulateAlike(t, c)
+	ja := marshal(t, a)
 	c.Seed = 4
 	d, err := Simulate(c)
 	if err != nil {

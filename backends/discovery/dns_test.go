@@ -390,21 +390,8 @@ func TestDNSConfigValidate(t *testing.T) {
 		{cfg: DNSConfig{Name: "vllm", SRV: true, Service: "_http"}, want: []string{"service: \"_http\": write it without the leading underscore"}},
 		{cfg: DNSConfig{Name: "vllm", Port: 80, Interval: -time.Second, Timeout: -1}, want: []string{"interval: must not be negative", "timeout: must not be negative"}},
 	} {
-		err := tc.cfg.Validate()
-		if len(tc.want) == 0 {
-			if err != nil {
-				t.Errorf("%+v: unexpected error %v", tc.cfg, err)
-			}
+		if !wantInvalid(t, tc.cfg, tc.cfg.Validate(), tc.want) {
 			continue
-		}
-		if err == nil {
-			t.Errorf("%+v: no error, want %q", tc.cfg, tc.want)
-			continue
-		}
-		for _, w := range tc.want {
-			if !strings.Contains(err.Error(), w) {
-				t.Errorf("%+v: error %q lacks %q", tc.cfg, err, w)
-			}
 		}
 		if _, nerr := NewDNS(tc.cfg, nil, nil); nerr == nil {
 			t.Errorf("%+v: NewDNS accepted it", tc.cfg)
@@ -503,6 +490,30 @@ func (r *running) stopRun() bool {
 	}
 	if n := len(r.updates); n != 0 {
 		r.t.Errorf("%d unexpected updates left: %v", n, <-r.updates)
+	}
+	return true
+}
+
+// wantInvalid checks cfg's Validate error err: none when want is empty,
+// else one that contains every substring in want. It reports whether cfg
+// was expected to be invalid (and the caller checks its constructor
+// refuses it too).
+func wantInvalid(t *testing.T, cfg any, err error, want []string) bool {
+	t.Helper()
+	if len(want) == 0 {
+		if err != nil {
+			t.Errorf("%+v: unexpected error %v", cfg, err)
+		}
+		return false
+	}
+	if err == nil {
+		t.Errorf("%+v: no error, want %q", cfg, want)
+		return false
+	}
+	for _, w := range want {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("%+v: error %q lacks %q", cfg, err, w)
+		}
 	}
 	return true
 }

@@ -296,21 +296,8 @@ func TestK8sConfigValidate(t *testing.T) {
 		{cfg: K8sConfig{Service: "vllm", PortNumber: -1}, want: []string{"port_number: must be between"}},
 		{cfg: K8sConfig{Service: "vllm", Port: "http", ResyncPeriod: -time.Second}, want: []string{"resync_period: must not be negative"}},
 	} {
-		err := tc.cfg.Validate()
-		if len(tc.want) == 0 {
-			if err != nil {
-				t.Errorf("%+v: unexpected error %v", tc.cfg, err)
-			}
+		if !wantInvalid(t, tc.cfg, tc.cfg.Validate(), tc.want) {
 			continue
-		}
-		if err == nil {
-			t.Errorf("%+v: no error, want %q", tc.cfg, tc.want)
-			continue
-		}
-		for _, w := range tc.want {
-			if !strings.Contains(err.Error(), w) {
-				t.Errorf("%+v: error %q lacks %q", tc.cfg, err, w)
-			}
 		}
 		if _, nerr := NewK8s(tc.cfg, fake.NewSimpleClientset()); nerr == nil {
 			t.Errorf("%+v: NewK8s accepted it", tc.cfg)

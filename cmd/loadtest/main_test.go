@@ -65,13 +65,7 @@ func TestRunWritesReports(t *testing.T) {
 		Requests int64  `json:"requests"`
 		OK       int64  `json:"ok"`
 	}
-	b, err := os.ReadFile(jsonPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(b, &rep); err != nil {
-		t.Fatal(err)
-	}
+	readJSON(t, jsonPath, &rep)
 	if rep.Requests != 20 || rep.OK != 20 || rep.Name != target {
 		t.Errorf("report %+v", rep)
 	}
@@ -126,5 +120,17 @@ func TestCompareAndClosedLoopAndSchedule(t *testing.T) {
 	}
 	if err := json.Unmarshal(data, &rep); err != nil || rep.Requests < 5 || rep.Requests > 80 {
 		t.Errorf("schedule of ~30 requests sent %d (%v)", rep.Requests, err)
+	}
+}
+
+// readJSON decodes the JSON file at path into v.
+func readJSON(t *testing.T, path string, v any) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		t.Fatal(err)
 	}
 }

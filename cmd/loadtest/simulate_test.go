@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -81,13 +80,7 @@ func TestSimulateWritesReports(t *testing.T) {
 			Requests int64   `json:"requests"`
 		} `json:"runs"`
 	}
-	b, err := os.ReadFile(jsonPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(b, &env); err != nil {
-		t.Fatal(err)
-	}
+	readJSON(t, jsonPath, &env)
 	if env.Fleet != "default" || env.Scenario != "edge-failure" || len(env.Runs) != 16 || env.Runs[0].Policy != "accelgate" ||
 		env.Runs[8].Load != 0.4 || env.Runs[15].Requests != 2000 {
 		t.Errorf("envelope %+v", env)
@@ -119,13 +112,7 @@ func TestSimulateBatching(t *testing.T) {
 			MaxQueueDelayUs *int64  `json:"max_queue_delay_us"`
 		} `json:"runs"`
 	}
-	b, err := os.ReadFile(jsonPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(b, &env); err != nil {
-		t.Fatal(err)
-	}
+	readJSON(t, jsonPath, &env)
 	if len(env.Runs) != 3 || env.Runs[0].Batching != "off" || env.Runs[2].Batching != "adaptive" ||
 		env.Runs[1].MaxQueueDelayUs == nil || *env.Runs[1].MaxQueueDelayUs != 1000 || env.Runs[2].MaxQueueDelayUs != nil ||
 		!(env.Runs[2].MeanBatchSize > env.Runs[0].MeanBatchSize) {
