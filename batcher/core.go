@@ -445,7 +445,7 @@ func (c *Core) Evict(now time.Time, out []*backends.Request) []*backends.Request
 	for _, g := range c.groups {
 		start := max(t, c.ready(g)) // queued behind the batches out on its lane
 		g.q.each(func(e *Entry) {
-			if e.target != never && start+c.latency(g, e.rows, e.tokens, e.prio()) > e.target {
+			if c.misses(g, start, e.rows, e.tokens, e.target, e.prio()) {
 				c.evict = append(c.evict, e)
 			}
 		})
@@ -662,8 +662,7 @@ func (c *Core) form(g *group, now int64) Batch {
 			// Adaptive: never let a target the batch meets (bt, the earliest
 			// of them) miss by adding a request, nor the request's own when
 			// it could be met alone.
-			if adaptive && (c.misses(g, now, b.Rows+e.rows, b.Tokens+e.tokens, bt, btPrio) ||
-				c.misses(g, now, b.Rows+e.rows, b.Tokens+e.tokens, mt, e.prio())) {
+			if adaptive && c.missesEither(g, now, b.Rows+e.rows, b.Tokens+e.tokens, bt, btPrio, mt, e.prio()) {
 				break
 			}
 		}
@@ -706,7 +705,7 @@ func (c *Core) form(g *group, now int64) Batch {
 // meetable returns e's target if dispatching it alone at now meets it, else
 // never (a hopeless target does not hold the batch back).
 func (c *Core) meetable(g *group, e *Entry, now int64) int64 {
-	if e.target == never || now+c.latency(g, e.rows, e.tokens, e.prio()) > e.target {
+	if e.target == never || c.misses(g, now, e.rows, e.tokens, e.target, e.prio()) {
 		return never
 	}
 	return e.target
@@ -716,6 +715,15 @@ func (c *Core) meetable(g *group, e *Entry, now int64) int64 {
 // at now would end after target, predicted at class prio's margin.
 func (c *Core) misses(g *group, now int64, rows, tokens int, target int64, prio backends.Priority) bool {
 	return target != never && now+c.latency(g, rows, tokens, prio) > target
+}
+
+// missesEither reports whether such a batch would miss target t1 (at class
+// p1's margin) or t2 (at p2's): one prediction when the classes agree.
+func (c *Core) missesEither(g *group, now int64, rows, tokens int, t1 int64, p1 backends.Priority, t2 int64, p2 backends.Priority) bool {
+	if p1 == p2 {
+		return c.misses(g, now, rows, tokens, min(t1, t2), p1)
+	}
+	return c.misses(g, now, rows, tokens, t1, p1) || c.misses(g, now, rows, tokens, t2, p2)
 }
 
 // compatible reports whether b can join a batch whose first member is a:
