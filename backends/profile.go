@@ -107,6 +107,21 @@ func (m *BatchModel) BatchTime(items, tokens int) time.Duration {
 	return msDur(m.BatchMs(float64(items), float64(tokens)))
 }
 
+// SplitTime is the duration of rows rows holding tokens tokens in all run
+// as batches of at most MaxBatch rows one after another (the tokens spread
+// evenly over the rows): how a request with more rows than MaxBatch runs,
+// and one batch's time otherwise.
+func (m *BatchModel) SplitTime(rows, tokens int) time.Duration {
+	rows = max(rows, 1)
+	per := max(m.MaxBatch, 1)
+	var t time.Duration
+	for rest := rows; rest > 0; rest -= per {
+		b := min(rest, per)
+		t += m.BatchTime(b, tokens*b/rows)
+	}
+	return t
+}
+
 // Parallelism is the number of batches that run at once (at least 1).
 func (m *BatchModel) Parallelism() int {
 	if m.Executors < 1 {

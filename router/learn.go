@@ -149,9 +149,8 @@ type cell struct {
 	batches [4]uint64
 	nbatch  uint8
 	// pub is the published E2E (batch) or TTFT (LLM) quantile factor, per
-	// priority class,
-	// the standard class, for readers outside the router's lock (the
-	// batchers' predictor).
+	// priority class, for readers outside the router's lock (the batchers'
+	// predictor).
 	pub [backends.NumPriorities]atomic.Uint64
 }
 
@@ -220,12 +219,7 @@ func (p BatchPredictor) BatchLatency(backend int, m *backends.Model, rows, token
 		bm = prof.Embedding
 	}
 	if bm != nil {
-		rows = max(rows, 1)
-		per := max(bm.MaxBatch, 1)
-		for rest := rows; rest > 0; rest -= per {
-			b := min(rest, per)
-			t += bm.BatchTime(b, tokens*b/rows)
-		}
+		t = bm.SplitTime(rows, tokens)
 	} else if m.Kind != backends.ModelLLM {
 		return d.RTT
 	}

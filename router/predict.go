@@ -182,10 +182,7 @@ func profilePredict(req *backends.Request, m *backends.Model, d *backends.Descri
 			service = time.Duration(bm.BatchMs(n, perRow*n) * float64(time.Millisecond))
 			p.Busy = time.Duration(float64(service) * float64(items) / n)
 		} else {
-			for rest := items; rest > 0; rest -= bm.MaxBatch {
-				b := min(rest, bm.MaxBatch)
-				service += bm.BatchTime(b, tokens*b/items)
-			}
+			service = bm.SplitTime(items, tokens)
 			p.Busy = service
 		}
 		p.Wait = l.BatchWork / time.Duration(bm.Parallelism())

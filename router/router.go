@@ -320,17 +320,11 @@ func (r *Router) ranIn(t *target, d Decision, rows int) time.Duration {
 		rtt = t.rtt
 	}
 	own, tokens := int(d.rows), int(d.tokens)
-	per := max(bm.MaxBatch, 1)
-	if own > per {
-		var svc time.Duration
-		for rest := own; rest > 0; rest -= per {
-			b := min(rest, per)
-			svc += bm.BatchTime(b, tokens*b/own)
-		}
-		return rtt + svc
+	n := own // more rows than MaxBatch: it ran alone, split
+	if own <= bm.MaxBatch {
+		n = min(max(rows, own), max(bm.MaxBatch, 1))
 	}
-	n := min(max(rows, own), per)
-	return rtt + bm.BatchTime(n, tokens*n/max(own, 1))
+	return rtt + bm.SplitTime(n, tokens*n/max(own, 1))
 }
 
 func scale(d time.Duration, f float64) time.Duration { return time.Duration(float64(d) * f) }
