@@ -52,48 +52,17 @@ func groupByClass(descs []*backends.Descriptor, idx []int) [][]int {
 
 // scan is Place's running choice over the candidates it predicted.
 type scan struct {
-	best, fastest int
-	// The predictions live in three slots (raw, corrected): the candidate
-	// being predicted (cur), the best's and the fastest's. A candidate that
-	// wins takes its slot with it and cur moves to a free one, so no
-	// prediction is copied while scanning.
-	slots       [3][2]Prediction
-	cur, bi, fi int8
-	minWait     time.Duration
-	picked      [groupLeast + groupMost + affinityWays*2]int // predicted in this class
-	npicked     int
+	best, fastest    int
+	bestP, fastP     Prediction
+	bestRaw, fastRaw Prediction
+	raw, p           Prediction // the candidate being predicted
+	minWait          time.Duration
+	picked           [groupLeast + groupMost + affinityWays*2]int // predicted in this class
+	npicked          int
 }
 
 func (sc *scan) reset() {
 	sc.best, sc.fastest, sc.minWait = -1, -1, -1
-	sc.cur, sc.bi, sc.fi = 0, 1, 2
-}
-
-// bestP and fastP are the best's and the fastest's corrected predictions,
-// bestRaw and fastRaw their raw ones.
-func (sc *scan) bestP() *Prediction   { return &sc.slots[sc.bi][1] }
-func (sc *scan) bestRaw() *Prediction { return &sc.slots[sc.bi][0] }
-func (sc *scan) fastP() *Prediction   { return &sc.slots[sc.fi][1] }
-func (sc *scan) fastRaw() *Prediction { return &sc.slots[sc.fi][0] }
-
-// take makes the current candidate's slot the best's (best) and/or the
-// fastest's (fast), and moves the candidate to a free slot.
-func (sc *scan) take(best, fast bool) {
-	if !best && !fast {
-		return
-	}
-	if best {
-		sc.bi = sc.cur
-	}
-	if fast {
-		sc.fi = sc.cur
-	}
-	for k := int8(0); k < 3; k++ {
-		if k != sc.bi && k != sc.fi {
-			sc.cur = k
-			return
-		}
-	}
 }
 
 // considerGroup predicts the members of a large class worth predicting.
@@ -169,7 +138,7 @@ func inGroup(members []int, b int) bool {
 // consider predicts backend i for req and updates the running choice.
 func (r *Router) consider(now time.Time, i int, req *backends.Request, m *backends.Model, id int, sc *scan) {
 	t := &r.targets[i]
-	raw, p := &sc.slots[sc.cur][0], &sc.slots[sc.cur][1]
+	raw, p := &sc.raw, &sc.p
 	r.predictInto(now, i, req, m, id, raw, p)
 	if !p.Feasible() {
 		return
@@ -177,22 +146,23 @@ func (r *Router) consider(now time.Time, i int, req *backends.Request, m *backen
 	if sc.minWait < 0 || p.Wait < sc.minWait {
 		sc.minWait = p.Wait
 	}
-	fast := sc.fastest < 0 || faster(p, sc.fastP(), req) || (latency(p, req) == latency(sc.fastP(), req) && t.load.InFlight < r.targets[sc.fastest].load.InFlight)
-	if fast {
-		sc.fastest = i
+	if sc.fastest < 0 || faster(p, &sc.fastP, req) || (latency(p, req) == latency(&sc.fastP, req) && t.load.InFlight < r.targets[sc.fastest].load.InFlight) {
+		sc.fastest, sc.fastP, sc.fastRaw = i, *p, *raw
 	}
-	best := false
-	switch {
-	case r.cfg.Policy == PolicyFastest || !meets(p, req):
-	case req.Site != "" && (t.desc.Site == req.Site) != (sc.best >= 0 && r.targets[sc.best].desc.Site == req.Site):
+	if r.cfg.Policy == PolicyFastest || !meets(p, req) {
+		return
+	}
+	if req.Site != "" {
 		// Data produced at a site is served there when the SLO allows: a
 		// backend at the site beats any other that meets it.
-		best = t.desc.Site == req.Site
-	default:
-		best = sc.best < 0 || cheaper(p, sc.bestP(), req, t.load.InFlight, r.targets[sc.best].load.InFlight, r.cfg.CostTolerance)
+		if at, bestAt := t.desc.Site == req.Site, sc.best >= 0 && r.targets[sc.best].desc.Site == req.Site; at != bestAt {
+			if at {
+				sc.best, sc.bestP, sc.bestRaw = i, *p, *raw
+			}
+			return
+		}
 	}
-	if best {
-		sc.best = i
+	if sc.best < 0 || cheaper(p, &sc.bestP, req, t.load.InFlight, r.targets[sc.best].load.InFlight, r.cfg.CostTolerance) {
+		sc.best, sc.bestP, sc.bestRaw = i, *p, *raw
 	}
-	sc.take(best, fast)
 }

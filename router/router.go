@@ -221,19 +221,19 @@ func (r *Router) Place(now time.Time, req *backends.Request, m *backends.Model, 
 		return Decision{}, backends.ErrNoBackend
 	}
 	if r.cfg.Policy == PolicyFastest {
-		return r.commit(now, sc.fastest, sc.fastRaw(), sc.fastP(), req, mt.id, meets(sc.fastP(), req)), nil
+		return r.commit(now, sc.fastest, &sc.fastRaw, &sc.fastP, req, mt.id, meets(&sc.fastP, req)), nil
 	}
 	if sc.best >= 0 {
-		return r.commit(now, sc.best, sc.bestRaw(), sc.bestP(), req, mt.id, true), nil
+		return r.commit(now, sc.best, &sc.bestRaw, &sc.bestP, req, mt.id, true), nil
 	}
-	if req.Priority == backends.Sheddable && !meetsExpected(sc.fastP(), req) {
+	if req.Priority == backends.Sheddable && !meetsExpected(&sc.fastP, req) {
 		ra := sc.minWait
 		if ra < time.Second {
 			ra = time.Second
 		}
 		return Decision{}, &ShedError{RetryAfter: ra}
 	}
-	return r.commit(now, sc.fastest, sc.fastRaw(), sc.fastP(), req, mt.id, false), nil
+	return r.commit(now, sc.fastest, &sc.fastRaw, &sc.fastP, req, mt.id, false), nil
 }
 
 // predictInto writes the profile's raw prediction for req on backend i
