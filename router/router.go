@@ -127,7 +127,6 @@ type Router struct {
 	cand    []int     // baseline candidates (scratch)
 	scan    scan      // Place's running choice (scratch)
 	scratch [ringN]float32
-	load    Load // predictInto's scratch
 	profile bool // pred is ProfilePredictor: called without copies
 }
 
@@ -241,14 +240,14 @@ func (r *Router) Place(now time.Time, req *backends.Request, m *backends.Model, 
 func (r *Router) predictInto(now time.Time, i int, req *backends.Request, m *backends.Model, id int, raw, p *Prediction) {
 	t := &r.targets[i]
 	c := &t.cells[id]
-	l := &r.load
-	t.loadInto(now, l)
+	var l Load
+	t.loadInto(now, &l)
 	l.BatchRows = c.rows
 	l.CachedTokens = r.cachedTokens(i)
 	if r.profile {
-		profilePredict(req, m, t.desc, l, raw)
+		profilePredict(req, m, t.desc, &l, raw)
 	} else {
-		*raw = r.pred.Predict(req, m, t.desc, *l)
+		*raw = r.pred.Predict(req, m, t.desc, l)
 	}
 	*p = *raw
 	r.correct(p, c, req, r.probes(now, c))
