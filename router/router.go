@@ -554,15 +554,8 @@ func (r *Router) SetExternal(i int, e External) { r.targets[i].ext = e }
 // to the descriptor's.
 func (r *Router) SetRTT(i int, rtt time.Duration) { r.targets[i].rtt = max(rtt, 0) }
 
-// loadAt is the target's books with the prefill backlog as seen at now and
-// the backend's own report merged in.
-func (t *target) loadAt(now time.Time) Load {
-	var l Load
-	t.loadInto(now, &l)
-	return l
-}
-
-// loadInto is loadAt writing into l.
+// loadInto writes the target's books into l, with the prefill backlog as
+// seen at now and the backend's own report merged in.
 func (t *target) loadInto(now time.Time, l *Load) {
 	*l = t.load
 	l.RTT = t.rtt
