@@ -308,10 +308,7 @@ func (s *Sim) dispatch(b int32, bt *batcher.Batch, now time.Time) {
 			s.failSubmit(first, now, err)
 			return
 		}
-		rec := s.allocRec()
-		s.recs[rec] = batchRec{left: 1, b: b, class: class, id: bt.ID}
-		s.outstanding[b][class]++
-		s.reqs[first].rec = rec
+		s.reqs[first].rec = s.trackBatch(b, class, bt.ID, 1)
 		return
 	}
 	s.members = s.members[:0]
@@ -334,9 +331,7 @@ func (s *Sim) dispatch(b int32, bt *batcher.Batch, now time.Time) {
 		}
 		return
 	}
-	rec := s.allocRec()
-	s.recs[rec] = batchRec{left: int32(len(bt.Members)), b: b, class: class, id: bt.ID}
-	s.outstanding[b][class]++
+	rec := s.trackBatch(b, class, bt.ID, len(bt.Members))
 	for _, req := range bt.Members {
 		r := s.reqs[slotOf(req)]
 		r.parts, r.left, r.rec, r.batchRows, r.batchID = 1, 1, rec, int32(rows), bt.ID
@@ -364,6 +359,16 @@ func (s *Sim) failSubmit(i int32, now time.Time, err error) {
 	} else {
 		s.finishError(i, 502, "unavailable")
 	}
+}
+
+// trackBatch records a batch of members requests submitted to backend b's
+// class executors (outstanding until memberEnded hears of all of them) and
+// returns its record.
+func (s *Sim) trackBatch(b int32, class emulator.BatchClass, id uint64, members int) int32 {
+	rec := s.allocRec()
+	s.recs[rec] = batchRec{left: int32(members), b: b, class: class, id: id}
+	s.outstanding[b][class]++
+	return rec
 }
 
 func (s *Sim) allocRec() int32 {
