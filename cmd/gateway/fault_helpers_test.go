@@ -617,3 +617,15 @@ func (s *openedStream) read(first chan<- struct{}) streamResult {
 	r.err, r.end = sc.Err(), time.Now()
 	return r
 }
+
+// pollerTime waits up to bound for the time an admin poller reports on ch.
+func pollerTime(t *testing.T, ch <-chan time.Time, bound time.Duration) time.Time {
+	t.Helper()
+	select {
+	case at := <-ch:
+		return at
+	case <-time.After(bound):
+		t.Fatal("the admin poller did not return")
+		return time.Time{}
+	}
+}

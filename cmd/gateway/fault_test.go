@@ -330,18 +330,8 @@ func testFaultSIGKILL(t *testing.T, bin string) {
 	}()
 
 	results := load.wait(t, 30*time.Second)
-	var detectAt time.Time
-	select {
-	case detectAt = <-detected:
-	case <-time.After(15 * time.Second):
-		t.Fatal("the admin poller did not return")
-	}
-	var unhealthyAt time.Time
-	select {
-	case unhealthyAt = <-unhealthy:
-	case <-time.After(15 * time.Second):
-		t.Fatal("the admin poller did not return")
-	}
+	detectAt := pollerTime(t, detected, 15*time.Second)
+	unhealthyAt := pollerTime(t, unhealthy, 15*time.Second)
 	var streamRes []streamResult
 	for _, j := range streams {
 		streamRes = append(streamRes, j.wait(t, 20*time.Second))
@@ -440,12 +430,7 @@ func testFaultSIGKILL(t *testing.T, bin string) {
 	}
 	wg.Wait()
 	rcancel()
-	var readmitAt time.Time
-	select {
-	case readmitAt = <-readmitted:
-	case <-time.After(20 * time.Second):
-		t.Fatal("the admin poller did not return")
-	}
+	readmitAt := pollerTime(t, readmitted, 20*time.Second)
 	var backAt time.Time
 	for _, r := range after {
 		if int64(r.id) == firstBack.Load() {
