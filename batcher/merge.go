@@ -177,15 +177,7 @@ func rowBounds(o *backends.Tensor, perRow int, offsets, bounds []int) error {
 // MergeEmbeddings concatenates the inputs of embeddings requests; request k
 // owns inputs offsets[k]..offsets[k+1].
 func MergeEmbeddings(reqs []*backends.Request) (inputs []string, offsets []int) {
-	offsets = make([]int, len(reqs)+1)
-	for k, r := range reqs {
-		offsets[k+1] = offsets[k] + len(r.Inputs)
-	}
-	inputs = make([]string, 0, offsets[len(reqs)])
-	for _, r := range reqs {
-		inputs = append(inputs, r.Inputs...)
-	}
-	return inputs, offsets
+	return concatStrings(reqs, func(r *backends.Request) []string { return r.Inputs })
 }
 
 // MergeCompletions concatenates the prompts of completions requests (of one
@@ -194,15 +186,21 @@ func MergeEmbeddings(reqs []*backends.Request) (inputs []string, offsets []int) 
 // OpenAI-compatible server answers a prompt array prompt-major: choice i
 // belongs to prompt i/n).
 func MergeCompletions(reqs []*backends.Request) (prompts []string, offsets []int) {
+	return concatStrings(reqs, func(r *backends.Request) []string { return r.Prompts })
+}
+
+// concatStrings concatenates the strings of(r) of every request; request k
+// owns all[offsets[k]:offsets[k+1]].
+func concatStrings(reqs []*backends.Request, of func(*backends.Request) []string) (all []string, offsets []int) {
 	offsets = make([]int, len(reqs)+1)
 	for k, r := range reqs {
-		offsets[k+1] = offsets[k] + len(r.Prompts)
+		offsets[k+1] = offsets[k] + len(of(r))
 	}
-	prompts = make([]string, 0, offsets[len(reqs)])
+	all = make([]string, 0, offsets[len(reqs)])
 	for _, r := range reqs {
-		prompts = append(prompts, r.Prompts...)
+		all = append(all, of(r)...)
 	}
-	return prompts, offsets
+	return all, offsets
 }
 
 // MergeBody returns an OpenAI request body (a JSON object) with its
