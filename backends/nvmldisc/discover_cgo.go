@@ -87,12 +87,28 @@ func readIdentity(dev nvml.Device, errs []string) (name, uuid string, total, use
 	if uuid, ret = dev.GetUUID(); !ok(ret) {
 		errs = appendErr(errs, "uuid", ret)
 	}
-	if mem, ret := dev.GetMemoryInfo(); ret == nvml.SUCCESS {
+	if mem, ret := memoryInfoV2(dev); ret == nvml.SUCCESS {
+		total, used = mem.Total, mem.Used
+	} else if mem, ret := dev.GetMemoryInfo(); ret == nvml.SUCCESS {
 		total, used = mem.Total, mem.Used
 	} else if !ok(ret) {
 		errs = appendErr(errs, "memory", ret)
 	}
 	return name, uuid, total, used, errs
+}
+
+// memoryInfoV2 reads nvmlDeviceGetMemoryInfo_v2 (drivers from R510 on), whose
+// Used leaves out the memory the driver reserves for itself, as nvidia-smi's
+// "memory.used" does: on an idle H200 (driver 580) v1 reports 615 MiB used
+// where v2 and nvidia-smi report 0. A driver without v2 answers an error, and
+// a go-nvml mock without it panics; either way the caller falls back to v1.
+func memoryInfoV2(dev nvml.Device) (mem nvml.Memory_v2, ret nvml.Return) {
+	defer func() {
+		if recover() != nil {
+			mem, ret = nvml.Memory_v2{}, nvml.ERROR_FUNCTION_NOT_FOUND
+		}
+	}()
+	return dev.GetMemoryInfo_v2()
 }
 
 func readGPU(index int, dev nvml.Device) GPU {

@@ -453,11 +453,95 @@ func TestDiscoverLocalNVML(t *testing.T) {
 	for _, inv := range invs {
 		if inv.Available {
 			t.Logf("NVML present: %d GPUs, driver %s", len(inv.GPUs), inv.DriverVersion)
+			checkRealInventory(t, inv)
 			continue
 		}
 		if !strings.HasPrefix(inv.Reason, UnavailablePrefix) || len(inv.GPUs) != 0 {
 			t.Errorf("DiscoverLocal = %+v", inv)
 		}
 		t.Logf("DiscoverLocal: %s", inv.Reason)
+	}
+}
+
+// checkRealInventory checks what must hold of any inventory read from a real
+// driver (it runs only where NVML is present, as on a GPU machine): every
+// device is identified, its memory is plausible, its catalog mapping is the
+// one the mapping table gives for what NVML reported, and Find returns it.
+func checkRealInventory(t *testing.T, inv Inventory) {
+	t.Helper()
+	if inv.DriverVersion == "" || inv.NVMLVersion == "" {
+		t.Errorf("versions missing: driver %q NVML %q (errors %v)", inv.DriverVersion, inv.NVMLVersion, inv.Errors)
+	}
+	for _, g := range inv.GPUs {
+		t.Logf("GPU %d: %s %s, %d/%d MiB, util %d%%, power %.0f/%.0f W, MIG %s (pending %s) -> %q (%s), errors %v",
+			g.Index, g.Name, g.UUID, g.MemoryUsedBytes>>20, g.MemoryTotalBytes>>20, g.UtilGPUPct,
+			g.PowerDrawW, g.PowerLimitW, g.MIGMode, g.MIGModePending, g.Profile, g.Match, g.Errors)
+		if !strings.HasPrefix(g.UUID, "GPU-") || g.Name == "" {
+			t.Errorf("GPU %d: name %q UUID %q", g.Index, g.Name, g.UUID)
+		}
+		if g.MemoryTotalBytes == 0 || g.MemoryUsedBytes > g.MemoryTotalBytes {
+			t.Errorf("GPU %d: memory %d of %d bytes", g.Index, g.MemoryUsedBytes, g.MemoryTotalBytes)
+		}
+		switch g.MIGMode {
+		case MIGEnabled, MIGDisabled, MIGUnsupported:
+		default:
+			t.Errorf("GPU %d: MIG mode %q", g.Index, g.MIGMode)
+		}
+		if p, m := MapGPU(g.Name, g.MemoryTotalBytes); p != g.Profile || m != g.Match {
+			t.Errorf("GPU %d: mapped to %q (%s), MapGPU says %q (%s)", g.Index, g.Profile, g.Match, p, m)
+		}
+		if d, ok := inv.Find(g.UUID); !ok || d.MIG || d.MemoryTotalBytes != g.MemoryTotalBytes {
+			t.Errorf("Find(%s) = %+v, %v", g.UUID, d, ok)
+		}
+		if g.MIGMode != MIGEnabled && len(g.MIG) != 0 {
+			t.Errorf("GPU %d: %d MIG devices in MIG mode %q", g.Index, len(g.MIG), g.MIGMode)
+		}
+		for _, m := range g.MIG {
+			t.Logf("  MIG %d: %s %s %s, GI %d CI %d, %d MiB -> %q (%s)", m.Index, m.Name, m.MIGProfile,
+				m.UUID, m.GPUInstanceID, m.ComputeInstanceID, m.MemoryTotalBytes>>20, m.Profile, m.Match)
+			if !strings.HasPrefix(m.UUID, "MIG-") || m.ParentUUID != g.UUID {
+				t.Errorf("MIG %d of GPU %d: UUID %q parent %q", m.Index, g.Index, m.UUID, m.ParentUUID)
+			}
+			if _, ok := ParseMIGProfile(m.MIGProfile); !ok {
+				t.Errorf("MIG %d of GPU %d: profile %q does not parse", m.Index, g.Index, m.MIGProfile)
+			}
+			if m.MemoryTotalBytes == 0 || m.MemoryTotalBytes > g.MemoryTotalBytes {
+				t.Errorf("MIG %d of GPU %d: memory %d of the parent's %d", m.Index, g.Index, m.MemoryTotalBytes, g.MemoryTotalBytes)
+			}
+			if d, ok := inv.Find(m.UUID); !ok || !d.MIG || d.ParentUUID != g.UUID {
+				t.Errorf("Find(%s) = %+v, %v", m.UUID, d, ok)
+			}
+		}
+	}
+}
+
+// TestMemoryInfoV2 checks that memory comes from GetMemoryInfo_v2, whose Used
+// leaves out the driver's reservation (as nvidia-smi reports it), and from
+// v1 when v2 fails (an older driver) or is missing (a mock without it).
+func TestMemoryInfoV2(t *testing.T) {
+	const total, reserved, used = 80 << 30, 600 << 20, 2 << 30
+	v1 := func() (nvml.Memory, nvml.Return) {
+		return nvml.Memory{Total: total, Used: used + reserved, Free: total - used - reserved}, nvml.SUCCESS
+	}
+	name := func() (string, nvml.Return) { return "NVIDIA H100 80GB HBM3", nvml.SUCCESS }
+	uuid := func() (string, nvml.Return) { return "GPU-1", nvml.SUCCESS }
+	for _, tc := range []struct {
+		what     string
+		v2       func() (nvml.Memory_v2, nvml.Return)
+		wantUsed uint64
+	}{
+		{"v2", func() (nvml.Memory_v2, nvml.Return) {
+			return nvml.Memory_v2{Total: total, Reserved: reserved, Used: used, Free: total - used - reserved}, nvml.SUCCESS
+		}, used},
+		{"v2 not in this driver", func() (nvml.Memory_v2, nvml.Return) {
+			return nvml.Memory_v2{}, nvml.ERROR_FUNCTION_NOT_FOUND
+		}, used + reserved},
+		{"mock without v2", nil, used + reserved},
+	} {
+		dev := &mock.Device{GetNameFunc: name, GetUUIDFunc: uuid, GetMemoryInfoFunc: v1, GetMemoryInfo_v2Func: tc.v2}
+		_, _, gotTotal, gotUsed, errs := readIdentity(dev, nil)
+		if gotTotal != total || gotUsed != tc.wantUsed || len(errs) != 0 {
+			t.Errorf("%s: total %d used %d errs %v, want %d %d none", tc.what, gotTotal, gotUsed, errs, uint64(total), tc.wantUsed)
+		}
 	}
 }
