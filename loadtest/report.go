@@ -69,6 +69,7 @@ type Recorder struct {
 	shed     int64
 	notOK    int64
 	met      int64
+	lastAt   time.Duration // the latest intended send time (Item.At) recorded
 	byPrio   [backends.NumPriorities]struct{ n, met int64 }
 	errors   map[string]int64
 	hardware map[string]*hwAcc
@@ -191,6 +192,9 @@ func (r *Recorder) Record(o *Outcome) {
 	}
 
 	r.recorded++
+	if at > r.lastAt {
+		r.lastAt = at
+	}
 	if prio >= 0 && prio < len(r.byPrio) {
 		r.byPrio[prio].n++
 		if metOK {
@@ -406,8 +410,21 @@ type CDFPoint struct {
 //     recorded; requests − that sum = offered requests that never completed.
 //   - duration_s: the run's duration in seconds, as passed to Report
 //     (wall-clock for live runs, virtual time for simulations).
+//   - window_s: the offered window in seconds, from the run's start to the
+//     latest intended send time (Item.At) of a recorded outcome: how long
+//     the workload offered load. duration_s when that is 0 (every item due
+//     at once), or when it exceeds duration_s.
 //   - throughput_rps: ok / duration_s.
-//   - goodput_rps: requests that met their SLO (Outcome.MetSLO) per second.
+//   - goodput_rps: requests that met their SLO (Outcome.MetSLO) per second
+//     of the offered window: met / window_s, the steady-state rate at which
+//     offered requests are served within their SLO. The window, not
+//     duration_s, because duration_s includes the drain after the last
+//     arrival, which in a short run decides the figure: a policy that
+//     serves every request within its SLO but uses the latency the SLO
+//     allows (a cheap, queued backend) drains longer than one that runs
+//     everything on the fastest hardware. met / duration_s (vLLM's
+//     benchmark calls that goodput) is slo_attainment × requests /
+//     duration_s.
 //   - slo_attainment: requests that met their SLO ÷ requests offered, in
 //     [0, 1]. Shed, failed, timed-out and never-completed requests are
 //     misses.
@@ -446,6 +463,7 @@ type RunReport struct {
 	Shed                 int64              `json:"shed"`
 	Errors               map[string]int64   `json:"errors"`
 	DurationS            float64            `json:"duration_s"`
+	WindowS              float64            `json:"window_s"`
 	ThroughputRPS        float64            `json:"throughput_rps"`
 	GoodputRPS           float64            `json:"goodput_rps"`
 	SLOAttainment        float64            `json:"slo_attainment"`
@@ -467,6 +485,16 @@ type RunReport struct {
 	// the JSON schema: reports decoded from JSON have none, and WriteHTML
 	// then plots the percentiles in LatencyMS instead.
 	LatencyCDF []CDFPoint `json:"-"`
+}
+
+// goodputPerDuration is the requests that met their SLO per second of the
+// whole run, drain included (what vLLM's benchmark calls goodput); 0 for a
+// run of no duration.
+func (rep *RunReport) goodputPerDuration() float64 {
+	if rep.DurationS <= 0 {
+		return 0
+	}
+	return rep.SLOAttainment * float64(rep.Requests) / rep.DurationS
 }
 
 // Report summarizes everything recorded so far. duration is the run's length
@@ -504,7 +532,11 @@ func (r *Recorder) Report(duration time.Duration) *RunReport {
 	}
 	if rep.DurationS > 0 {
 		rep.ThroughputRPS = float64(r.ok) / rep.DurationS
-		rep.GoodputRPS = float64(r.met) / rep.DurationS
+		rep.WindowS = rep.DurationS
+		if w := r.lastAt.Seconds(); w > 0 && w < rep.DurationS {
+			rep.WindowS = w
+		}
+		rep.GoodputRPS = float64(r.met) / rep.WindowS
 	}
 	if rep.Requests > 0 {
 		rep.SLOAttainment = float64(r.met) / float64(rep.Requests)

@@ -111,6 +111,42 @@ func TestOutOfRangeValuesAreClamped(t *testing.T) {
 	}
 }
 
+// TestGoodputPerOfferedWindow checks that goodput divides the requests that
+// met their SLO by the offered window (up to the latest intended send time),
+// not by the run's duration with its drain, while throughput keeps the
+// duration; and that a run whose items were all due at once falls back to
+// the duration.
+func TestGoodputPerOfferedWindow(t *testing.T) {
+	slo := backends.SLO{E2E: 100 * msec}
+	r := NewRecorder(RecorderOptions{})
+	for i := range 10 {
+		r.Offered()
+		lat := 50 * msec
+		if i%5 == 4 {
+			lat = 150 * msec // misses
+		}
+		r.Record(recOK(&Item{At: time.Duration(i) * 200 * msec, SLO: slo}, lat))
+	}
+	// Items due at 0 … 1.8 s; the run lasted 2.5 s with its drain.
+	rep := r.Report(2500 * msec)
+	if !nearRel(rep.WindowS, 1.8, 1e-12) || !nearRel(rep.DurationS, 2.5, 1e-12) {
+		t.Errorf("window %v duration %v, want 1.8 and 2.5", rep.WindowS, rep.DurationS)
+	}
+	if !nearRel(rep.GoodputRPS, 8/1.8, 1e-12) || !nearRel(rep.ThroughputRPS, 10/2.5, 1e-12) {
+		t.Errorf("goodput %v throughput %v, want 8/1.8 and 10/2.5", rep.GoodputRPS, rep.ThroughputRPS)
+	}
+	// Reported mid-run, before the window's end: the duration bounds it.
+	if rep := r.Report(time.Second); !nearRel(rep.WindowS, 1, 1e-12) || !nearRel(rep.GoodputRPS, 8, 1e-12) {
+		t.Errorf("mid-run: window %v goodput %v, want 1 and 8", rep.WindowS, rep.GoodputRPS)
+	}
+	// Everything due at once: per second of the duration.
+	r = NewRecorder(RecorderOptions{})
+	r.Record(recOK(&Item{SLO: slo}, 50*msec))
+	if rep := r.Report(2 * time.Second); rep.WindowS != 2 || !nearRel(rep.GoodputRPS, 0.5, 1e-12) {
+		t.Errorf("one item at 0: window %v goodput %v, want 2 and 0.5", rep.WindowS, rep.GoodputRPS)
+	}
+}
+
 // attainmentFixture offers 13 requests and records 11 of them:
 //
 //	critical:  3 OK within SLO, 1 timeout                        → 3/4 met
@@ -303,7 +339,7 @@ func TestTimeseriesLongRun(t *testing.T) {
 
 // The JSON schema, exactly.
 var (
-	topKeys    = []string{"name", "requests", "ok", "shed", "errors", "duration_s", "throughput_rps", "goodput_rps", "slo_attainment", "attainment_by_priority", "latency_ms", "ttft_ms", "itl_ms", "cost_usd_per_1k", "cost_usd_per_1m_tokens", "by_hardware", "timeseries"}
+	topKeys    = []string{"name", "requests", "ok", "shed", "errors", "duration_s", "window_s", "throughput_rps", "goodput_rps", "slo_attainment", "attainment_by_priority", "latency_ms", "ttft_ms", "itl_ms", "cost_usd_per_1k", "cost_usd_per_1m_tokens", "by_hardware", "timeseries"}
 	prioKeys   = []string{"critical", "standard", "sheddable"}
 	pctKeys    = []string{"p50", "p90", "p99", "p999", "max"}
 	hwKeys     = []string{"requests", "cost_usd"}

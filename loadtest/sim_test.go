@@ -232,7 +232,7 @@ func TestSimReportEnvelope(t *testing.T) {
 	}
 	run := runs[0].(map[string]any)
 	for _, k := range []string{"policy", "batching", "load", "rate_rps", "name", "requests", "ok", "shed", "errors",
-		"duration_s", "throughput_rps", "goodput_rps", "slo_attainment", "attainment_by_priority", "latency_ms",
+		"duration_s", "window_s", "throughput_rps", "goodput_rps", "slo_attainment", "attainment_by_priority", "latency_ms",
 		"ttft_ms", "itl_ms", "cost_usd_per_1k", "cost_usd_per_1m_tokens", "by_hardware", "timeseries",
 		"mean_batch_size", "lower_bound_cost_usd_per_1k", "scenario_plan", "by_backend"} {
 		if _, ok := run[k]; !ok {

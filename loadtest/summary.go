@@ -124,7 +124,7 @@ func PrintSummary(w io.Writer, rep *RunReport) {
 	}
 	count := func(n int64) string { return fmtCount(float64(n)) }
 
-	fmt.Fprintf(w, "run %q: %d requests over %.2f s\n", rep.Name, rep.Requests, rep.DurationS)
+	fmt.Fprintf(w, "run %q: %d requests offered over %.2f s, done after %.2f s\n", rep.Name, rep.Requests, rep.WindowS, rep.DurationS)
 	var kinds []string
 	for _, k := range sortedKeys(rep.Errors) {
 		if k != "shed" {
@@ -154,7 +154,7 @@ func PrintSummary(w io.Writer, rep *RunReport) {
 	}
 	rows = append(rows,
 		[]string{"throughput", fmtRate(rep.ThroughputRPS), "req/s"},
-		[]string{"goodput", fmtRate(rep.GoodputRPS), "req/s within SLO"},
+		[]string{"goodput", fmtRate(rep.GoodputRPS), "req/s within SLO, per second offered"},
 		[]string{"SLO attainment", fmtPct(rep.SLOAttainment), strings.Join(classes, ", ")},
 		[]string{"cost per 1k", fmtUSD(rep.CostUSDPer1K), "per 1,000 OK requests"},
 		[]string{"cost per 1M", fmtUSD(rep.CostUSDPer1MTokens), "per 1M tokens (input + output)"},
@@ -212,9 +212,11 @@ func compareRows(reps []*RunReport) []compareRow {
 		row("ok", fmtCount, func(r *RunReport) float64 { return float64(r.OK) }),
 		row("shed", fmtCount, func(r *RunReport) float64 { return float64(r.Shed) }),
 		row("errors", fmtCount, func(r *RunReport) float64 { return float64(r.errorsExclShed()) }),
+		row("offered window s", fmtRate, func(r *RunReport) float64 { return r.WindowS }),
 		row("duration s", fmtRate, func(r *RunReport) float64 { return r.DurationS }),
 		row("throughput req/s", fmtRate, func(r *RunReport) float64 { return r.ThroughputRPS }),
 		row("goodput req/s", fmtRate, func(r *RunReport) float64 { return r.GoodputRPS }),
+		row("  per s of duration", fmtRate, func(r *RunReport) float64 { return r.goodputPerDuration() }),
 		row("SLO attainment", fmtPct, func(r *RunReport) float64 { return r.SLOAttainment }),
 	}
 	for p := backends.Critical; p < backends.NumPriorities; p++ {

@@ -17,8 +17,9 @@ func fixedReport(name string, scale float64) *RunReport {
 		Shed:          20,
 		Errors:        map[string]int64{"shed": 20, "timeout": 25, "http_503": 5},
 		DurationS:     10,
+		WindowS:       9,
 		ThroughputRPS: 95,
-		GoodputRPS:    90 * scale,
+		GoodputRPS:    100 * scale,
 		SLOAttainment: 0.9 * scale,
 		AttainmentByPriority: PriorityAttainment{
 			Critical: ptrF64(0.99), Standard: ptrF64(0.875 * scale),
@@ -52,13 +53,13 @@ func TestPrintSummary(t *testing.T) {
 	}
 	flat := strings.Join(norm, "\n")
 	for _, want := range []string{
-		`run "gw-a": 1000 requests over 10.00 s`,
+		`run "gw-a": 1000 requests offered over 9.00 s, done after 10.00 s`,
 		"requests 1000\n",
 		"ok 950 (95.00%)\n",
 		"shed 20 (2.00%)\n",
 		"errors 30 (3.00%) http_503 5, timeout 25\n",
 		"throughput 95.00 req/s\n",
-		"goodput 90.00 req/s within SLO\n",
+		"goodput 100.00 req/s within SLO, per second offered\n",
 		"SLO attainment 90.00% critical 99.00%, standard 87.50%, sheddable -\n",
 		"cost per 1k $0.123456 per 1,000 OK requests\n",
 		"cost per 1M $2.500000 per 1M tokens",
@@ -110,7 +111,9 @@ func TestPrintCompare(t *testing.T) {
 	for label, want := range map[string]string{
 		"metric":                 "base policy-b × policy-c ×",
 		"requests":               "1000 1000 1.00× 1000 1.00×",
-		"goodput req/s":          "90.00 180.00 2.00× 45.00 0.50×",
+		"goodput req/s":          "100.00 200.00 2.00× 50.00 0.50×",
+		"per s of duration":      "90.00 180.00 2.00× 45.00 0.50×",
+		"offered window s":       "9.00 9.00 1.00× 9.00 1.00×",
 		"SLO attainment":         "90.00% 180.00% 2.00× 45.00% 0.50×",
 		"critical":               "99.00% 99.00% 1.00× - -",
 		"sheddable":              "- - - - -",
