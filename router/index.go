@@ -52,13 +52,12 @@ func groupByClass(descs []*backends.Descriptor, idx []int) [][]int {
 
 // scan is Place's running choice over the candidates it predicted.
 type scan struct {
-	best, fastest    int
-	bestP, fastP     Prediction
-	bestRaw, fastRaw Prediction
-	raw, p           Prediction // the candidate being predicted
-	minWait          time.Duration
-	picked           [groupLeast + groupMost + affinityWays*2]int // predicted in this class
-	npicked          int
+	best, fastest int
+	bestP, fastP  Prediction
+	p             Prediction // the candidate being predicted
+	minWait       time.Duration
+	picked        [groupLeast + groupMost + affinityWays*2]int // predicted in this class
+	npicked       int
 }
 
 func (sc *scan) reset() {
@@ -66,12 +65,11 @@ func (sc *scan) reset() {
 }
 
 // considerGroup predicts the members of a large class worth predicting.
-func (r *Router) considerGroup(now time.Time, members []int, req *backends.Request, m *backends.Model, id, exclude int, sc *scan) {
+func (r *Router) considerGroup(ns int64, members []int, req *backends.Request, m *backends.Model, id, exclude int, sc *scan) {
 	var least [groupLeast]int
 	var most [groupMost]int
 	nl, nm := 0, 0
 	inflight := func(i int) int { return r.targets[i].load.InFlight }
-	ns := now.UnixNano()
 	for _, i := range members {
 		if i == exclude || !availableAt(&r.targets[i], ns) {
 			continue
@@ -105,8 +103,8 @@ func (r *Router) considerGroup(now time.Time, members []int, req *backends.Reque
 		}
 		sc.picked[sc.npicked] = i
 		sc.npicked++
-		if r.admits(&r.targets[i], now) {
-			r.consider(now, i, req, m, id, sc)
+		if r.admits(&r.targets[i], ns) {
+			r.consider(ns, i, req, m, id, sc)
 		}
 	}
 	for k := 0; k < nl; k++ {
@@ -118,7 +116,7 @@ func (r *Router) considerGroup(now time.Time, members []int, req *backends.Reque
 	if r.aff != nil {
 		for j := 0; j < r.aff.nhits; j++ {
 			b := int(r.aff.hits[j].b)
-			if b == exclude || !r.available(&r.targets[b], now) || !inGroup(members, b) {
+			if b == exclude || !availableAt(&r.targets[b], ns) || !inGroup(members, b) {
 				continue
 			}
 			pick(b)
@@ -136,10 +134,10 @@ func inGroup(members []int, b int) bool {
 }
 
 // consider predicts backend i for req and updates the running choice.
-func (r *Router) consider(now time.Time, i int, req *backends.Request, m *backends.Model, id int, sc *scan) {
+func (r *Router) consider(ns int64, i int, req *backends.Request, m *backends.Model, id int, sc *scan) {
 	t := &r.targets[i]
-	raw, p := &sc.raw, &sc.p
-	r.predictInto(now, i, req, m, id, raw, p)
+	p := &sc.p
+	r.predictInto(ns, i, req, m, id, p)
 	if !p.Feasible() {
 		return
 	}
@@ -147,7 +145,7 @@ func (r *Router) consider(now time.Time, i int, req *backends.Request, m *backen
 		sc.minWait = p.Wait
 	}
 	if sc.fastest < 0 || faster(p, &sc.fastP, req) || (latency(p, req) == latency(&sc.fastP, req) && t.load.InFlight < r.targets[sc.fastest].load.InFlight) {
-		sc.fastest, sc.fastP, sc.fastRaw = i, *p, *raw
+		sc.fastest, sc.fastP = i, *p
 	}
 	if r.cfg.Policy == PolicyFastest || !meets(p, req) {
 		return
@@ -157,12 +155,12 @@ func (r *Router) consider(now time.Time, i int, req *backends.Request, m *backen
 		// backend at the site beats any other that meets it.
 		if at, bestAt := t.desc.Site == req.Site, sc.best >= 0 && r.targets[sc.best].desc.Site == req.Site; at != bestAt {
 			if at {
-				sc.best, sc.bestP, sc.bestRaw = i, *p, *raw
+				sc.best, sc.bestP = i, *p
 			}
 			return
 		}
 	}
 	if sc.best < 0 || cheaper(p, &sc.bestP, req, t.load.InFlight, r.targets[sc.best].load.InFlight, r.cfg.CostTolerance) {
-		sc.best, sc.bestP, sc.bestRaw = i, *p, *raw
+		sc.best, sc.bestP = i, *p
 	}
 }

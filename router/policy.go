@@ -17,8 +17,9 @@ func (r *Router) baseline(now time.Time, req *backends.Request, m *backends.Mode
 	// The candidates, once (the re-admission gate is random): in the
 	// router's scratch slice, so nothing is allocated per request.
 	r.cand = r.cand[:0]
+	ns := now.UnixNano()
 	for _, i := range mt.idx {
-		if i != exclude && r.admits(&r.targets[i], now) && r.capable(i, req) {
+		if i != exclude && r.admits(&r.targets[i], ns) && r.capable(i, req) {
 			r.cand = append(r.cand, i)
 		}
 	}
@@ -61,9 +62,9 @@ func (r *Router) baseline(now time.Time, req *backends.Request, m *backends.Mode
 			}
 		}
 	}
-	var raw, p Prediction
-	r.predictInto(now, pick, req, m, mt.id, &raw, &p)
-	return r.commit(now, pick, &raw, &p, req, mt.id, meets(&p, req)), nil
+	var p Prediction
+	r.predictInto(ns, pick, req, m, mt.id, &p)
+	return r.commit(now, pick, &p, req, m, mt.id, meets(&p, req)), nil
 }
 
 // prefer reports whether backend a beats b under the policies that rank

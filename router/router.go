@@ -76,7 +76,7 @@ type Outcome struct {
 type target struct {
 	desc         *backends.Descriptor
 	load         Load
-	prefillFree  time.Time // when the prefill pipeline drains the prompts placed so far
+	prefillFree  int64 // when the prefill pipeline drains the prompts placed so far, ns since the epoch
 	failures     int
 	ejectedUntil int64  // ns since the epoch; 0 when never ejected
 	down         bool   // marked unhealthy from outside (health checks)
@@ -204,26 +204,29 @@ func (r *Router) Place(now time.Time, req *backends.Request, m *backends.Model, 
 	}
 	sc := &r.scan
 	sc.reset()
+	// Times as ns since the epoch in the scan: time.Time's methods decode
+	// its wall and monotonic parts at every call, per candidate.
+	ns := now.UnixNano()
 	for g := range mt.groups {
 		members := mt.groups[g]
 		if len(members) <= groupScanAll {
 			for _, i := range members {
-				if i != exclude && r.admits(&r.targets[i], now) {
-					r.consider(now, i, req, m, mt.id, sc)
+				if i != exclude && r.admits(&r.targets[i], ns) {
+					r.consider(ns, i, req, m, mt.id, sc)
 				}
 			}
 			continue
 		}
-		r.considerGroup(now, members, req, m, mt.id, exclude, sc)
+		r.considerGroup(ns, members, req, m, mt.id, exclude, sc)
 	}
 	if sc.fastest < 0 {
 		return Decision{}, backends.ErrNoBackend
 	}
 	if r.cfg.Policy == PolicyFastest {
-		return r.commit(now, sc.fastest, &sc.fastRaw, &sc.fastP, req, mt.id, meets(&sc.fastP, req)), nil
+		return r.commit(now, sc.fastest, &sc.fastP, req, m, mt.id, meets(&sc.fastP, req)), nil
 	}
 	if sc.best >= 0 {
-		return r.commit(now, sc.best, &sc.bestRaw, &sc.bestP, req, mt.id, true), nil
+		return r.commit(now, sc.best, &sc.bestP, req, m, mt.id, true), nil
 	}
 	if req.Priority == backends.Sheddable && !meetsExpected(&sc.fastP, req) {
 		ra := sc.minWait
@@ -232,25 +235,33 @@ func (r *Router) Place(now time.Time, req *backends.Request, m *backends.Model, 
 		}
 		return Decision{}, &ShedError{RetryAfter: ra}
 	}
-	return r.commit(now, sc.fastest, &sc.fastRaw, &sc.fastP, req, mt.id, false), nil
+	return r.commit(now, sc.fastest, &sc.fastP, req, m, mt.id, false), nil
 }
 
-// predictInto writes the profile's raw prediction for req on backend i
-// into raw, and the same corrected by the online model into p.
-func (r *Router) predictInto(now time.Time, i int, req *backends.Request, m *backends.Model, id int, raw, p *Prediction) {
+// predictInto writes the prediction for req on backend i into p: the
+// profile's raw prediction corrected by the online model. Place runs it
+// for every candidate, so the raw prediction is not kept: commit computes
+// it again (rawInto) for the one chosen, from the same books.
+// ns is the time of the placement in ns since the epoch.
+func (r *Router) predictInto(ns int64, i int, req *backends.Request, m *backends.Model, id int, p *Prediction) {
+	c := &r.targets[i].cells[id]
+	r.rawInto(ns, i, req, m, id, p)
+	r.correct(p, c, req, r.probes(ns, c))
+}
+
+// rawInto writes the predictor's raw prediction for req on backend i,
+// before the online model's correction, into p.
+func (r *Router) rawInto(ns int64, i int, req *backends.Request, m *backends.Model, id int, p *Prediction) {
 	t := &r.targets[i]
-	c := &t.cells[id]
 	var l Load
-	t.loadInto(now, &l)
-	l.BatchRows = c.rows
+	t.loadInto(ns, &l)
+	l.BatchRows = t.cells[id].rows
 	l.CachedTokens = r.cachedTokens(i)
 	if r.profile {
-		profilePredict(req, m, t.desc, &l, raw)
+		profilePredict(req, m, t.desc, &l, p)
 	} else {
-		*raw = r.pred.Predict(req, m, t.desc, l)
+		*p = r.pred.Predict(req, m, t.desc, l)
 	}
-	*p = *raw
-	r.correct(p, c, req, r.probes(now, c))
 }
 
 // cachedTokens returns the prompt tokens backend i likely holds in its
@@ -262,10 +273,11 @@ func (r *Router) cachedTokens(i int) int {
 	return r.aff.cached(i)
 }
 
-// probes reports whether a placement on cell c at now would probe it: it
-// has learned nothing for Config.Forget and no probe is out.
-func (r *Router) probes(now time.Time, c *cell) bool {
-	return c.last != 0 && !c.probing && r.cfg.Forget > 0 && now.UnixNano()-c.last > int64(r.cfg.Forget)
+// probes reports whether a placement on cell c at ns (since the epoch)
+// would probe it: it has learned nothing for Config.Forget and no probe is
+// out.
+func (r *Router) probes(ns int64, c *cell) bool {
+	return c.last != 0 && !c.probing && r.cfg.Forget > 0 && ns-c.last > int64(r.cfg.Forget)
 }
 
 // correct scales a raw prediction, in place, by the cell's learned factors:
@@ -328,28 +340,31 @@ func (r *Router) ranIn(t *target, d Decision, rows int) time.Duration {
 
 func scale(d time.Duration, f float64) time.Duration { return time.Duration(float64(d) * f) }
 
-func (r *Router) commit(now time.Time, i int, raw, p *Prediction, req *backends.Request, model int, meets bool) Decision {
+// commit charges the request's work to backend i, whose prediction is p,
+// and returns the decision. It runs before the books change, so the raw
+// prediction it computes again is the one p was corrected from.
+func (r *Router) commit(now time.Time, i int, p *Prediction, req *backends.Request, m *backends.Model, model int, meets bool) Decision {
 	t := &r.targets[i]
+	d := Decision{Index: i, Backend: t.desc, Prediction: *p, MeetsSLO: meets, model: model,
+		prio: min(req.Priority, backends.Sheddable)}
+	ns := now.UnixNano()
+	r.rawInto(ns, i, req, m, model, &d.raw)
 	c := charge(req, p)
 	if c.Seqs > 0 && t.desc.Profile.LLM != nil {
 		// The prompt joins the prefill pipeline behind those placed before it.
 		lm := t.desc.Profile.LLM
-		if t.prefillFree.Before(now) {
-			t.prefillFree = now
-		}
-		t.prefillFree = t.prefillFree.Add(lm.PrefillTime(max(req.EstInputTokens-r.cachedTokens(i), 1)) + lm.DecodeStep(t.load.Seqs+c.Seqs))
+		t.prefillFree = max(t.prefillFree, ns) + int64(lm.PrefillTime(max(req.EstInputTokens-r.cachedTokens(i), 1))+lm.DecodeStep(t.load.Seqs+c.Seqs))
 	}
 	t.load.Seqs += c.Seqs
 	t.load.PromptTokens += c.PromptTokens
 	t.load.OutputTokens += c.OutputTokens
 	t.load.BatchWork += c.BatchWork
 	t.load.InFlight += c.InFlight
-	probe := r.probes(now, &t.cells[model])
+	probe := r.probes(ns, &t.cells[model])
 	if probe {
 		t.cells[model].probing = true
 	}
-	d := Decision{Index: i, Backend: t.desc, Prediction: *p, MeetsSLO: meets, raw: *raw, model: model, probe: probe, charged: c,
-		prio: min(req.Priority, backends.Sheddable)}
+	d.probe, d.charged = probe, c
 	switch req.Op {
 	case backends.OpTensor:
 		d.bm = t.desc.Profile.Vision
@@ -377,8 +392,8 @@ func (r *Router) Done(now time.Time, d Decision, o Outcome) (ejected bool) {
 	t.load.Seqs -= d.charged.Seqs
 	t.load.PromptTokens -= d.charged.PromptTokens
 	t.load.OutputTokens -= d.charged.OutputTokens
-	if t.load.Seqs == 0 && t.prefillFree.After(now) {
-		t.prefillFree = now // nothing left: no prompt can still be waiting
+	if ns := now.UnixNano(); t.load.Seqs == 0 && t.prefillFree > ns {
+		t.prefillFree = ns // nothing left: no prompt can still be waiting
 	}
 	t.load.BatchWork -= d.charged.BatchWork
 	t.load.InFlight -= d.charged.InFlight
@@ -556,7 +571,7 @@ func (r *Router) SetRTT(i int, rtt time.Duration) { r.targets[i].rtt = max(rtt, 
 
 // loadInto writes the target's books into l, with the prefill backlog as
 // seen at now and the backend's own report merged in.
-func (t *target) loadInto(now time.Time, l *Load) {
+func (t *target) loadInto(ns int64, l *Load) {
 	*l = t.load
 	l.RTT = t.rtt
 	if e := t.ext; e.Seqs > l.Seqs {
@@ -569,8 +584,8 @@ func (t *target) loadInto(now time.Time, l *Load) {
 	if e := t.ext; e.Pending > l.InFlight && l.InFlight > 0 {
 		l.BatchWork = l.BatchWork * time.Duration(e.Pending) / time.Duration(l.InFlight)
 	}
-	if t.prefillFree.After(now) {
-		l.PrefillBacklog = t.prefillFree.Sub(now)
+	if t.prefillFree > ns {
+		l.PrefillBacklog = time.Duration(t.prefillFree - ns)
 	}
 }
 
@@ -588,12 +603,12 @@ func availableAt(t *target, ns int64) bool {
 // follows it, it accepts a share of the placements that grows linearly from
 // 10% to 100% (the others skip it), so a backend that comes back still
 // broken fails only a few requests before it is ejected again.
-func (r *Router) admits(t *target, now time.Time) bool {
-	if !r.available(t, now) {
+func (r *Router) admits(t *target, ns int64) bool {
+	if !availableAt(t, ns) {
 		return false
 	}
 	if t.readmitting && r.cfg.EjectFor > 0 {
-		f := float64(now.UnixNano()-t.ejectedUntil) / float64(r.cfg.EjectFor)
+		f := float64(ns-t.ejectedUntil) / float64(r.cfg.EjectFor)
 		if f >= 1 {
 			t.readmitting = false
 			return true
