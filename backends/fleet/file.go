@@ -256,12 +256,19 @@ func Load(path string, cat *catalog.Catalog) (*File, error) {
 	if err != nil {
 		return nil, err
 	}
+	return Decode(path, data, cat)
+}
+
+// Decode parses and validates data, the content of the fleet file named
+// name (which prefixes its errors). A caller that hashes the content (the
+// gateway's reload) decodes the very bytes it hashed.
+func Decode(name string, data []byte, cat *catalog.Catalog) (*File, error) {
 	f, err := Parse(data)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	if err := f.Validate(cat); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	return f, nil
 }

@@ -115,12 +115,13 @@ type reloader struct {
 	mu       sync.Mutex // serialises reloads
 	cur      *generation
 	sum      [32]byte // the loaded file's SHA-256
+	seen     [32]byte // SHA-256 of the file as last read, by a reload or the file watch (see checkFile)
 	draining sync.WaitGroup
 }
 
 // start loads the fleet file and starts its first generation.
 func (r *reloader) start() (*generation, error) {
-	f, sum, err := r.load()
+	f, sum, raw, err := r.load()
 	if err != nil {
 		return nil, err
 	}
@@ -129,7 +130,7 @@ func (r *reloader) start() (*generation, error) {
 		return nil, err
 	}
 	r.mu.Lock()
-	r.cur, r.sum = g, sum
+	r.cur, r.sum, r.seen = g, sum, raw
 	r.mu.Unlock()
 	return g, nil
 }
@@ -143,8 +144,10 @@ func (r *reloader) current() *generation {
 
 // load reads and validates the fleet file (or the default fleet), starts
 // or stops its pools' discovery, and expands the pools to the endpoints
-// known now. The hash covers the file and the endpoints.
-func (r *reloader) load() (*fleet.File, [32]byte, error) {
+// known now. The hash sum covers the file and the endpoints; raw is the
+// SHA-256 of the file's bytes alone, whenever they could be read (zero for
+// the default fleet), also when they do not validate.
+func (r *reloader) load() (_ *fleet.File, sum, raw [32]byte, _ error) {
 	var (
 		f    *fleet.File
 		data []byte
@@ -153,19 +156,20 @@ func (r *reloader) load() (*fleet.File, [32]byte, error) {
 	if r.path == "" {
 		f, err = fleet.Default(r.cat)
 	} else if data, err = os.ReadFile(r.path); err == nil {
-		f, err = fleet.Load(r.path, r.cat)
+		raw = sha256.Sum256(data)
+		f, err = fleet.Decode(r.path, data, r.cat)
 	}
 	if err == nil {
 		err = checkPools(f)
 	}
 	if err != nil {
-		return nil, [32]byte{}, err
+		return nil, sum, raw, err
 	}
 	if r.pools == nil || len(f.Pools()) == 0 {
 		if r.pools != nil {
 			r.pools.reconcile(f)
 		}
-		return f, sha256.Sum256(data), nil
+		return f, sha256.Sum256(data), raw, nil
 	}
 	r.pools.reconcile(f)
 	eps := r.pools.endpoints()
@@ -175,9 +179,8 @@ func (r *reloader) load() (*fleet.File, [32]byte, error) {
 		name := f.Backends[i].Name
 		fmt.Fprintf(h, "\x00%s=%v", name, eps[name])
 	}
-	var sum [32]byte
 	h.Sum(sum[:0])
-	return f.ExpandPools(eps), sum, nil
+	return f.ExpandPools(eps), sum, raw, nil
 }
 
 // reload applies the fleet file again. When force is false and the file's
@@ -189,7 +192,10 @@ func (r *reloader) reload(force bool) (bool, error) {
 	if r.path == "" {
 		return false, fmt.Errorf("reload: the gateway runs the embedded default fleet; start it with -config FILE to reload")
 	}
-	f, sum, err := r.load()
+	f, sum, raw, err := r.load()
+	if raw != ([32]byte{}) {
+		r.seen = raw
+	}
 	if err != nil {
 		return false, fmt.Errorf("reload %s: %w (the running fleet stays)", r.path, err)
 	}
@@ -252,12 +258,31 @@ func (r *reloader) watch(ctx context.Context, interval time.Duration, clock back
 	if clock == nil {
 		clock = backends.RealClock
 	}
-	tk := backends.Every(clock, interval, interval, func() {
-		if _, err := r.reload(false); err != nil {
-			r.logf("%v", err)
-		}
-	})
+	tk := backends.Every(clock, interval, interval, r.checkFile)
 	context.AfterFunc(ctx, tk.Stop)
+}
+
+// checkFile is the file watch's tick. It reloads only when the file's
+// bytes (or the error reading it) differ from what the previous tick read:
+// an unchanged file is not parsed and validated again every interval, and
+// a file that fails to validate, or is missing, is reported once rather
+// than at every tick. SIGHUP and POST /admin/reload always try again.
+func (r *reloader) checkFile() {
+	data, err := os.ReadFile(r.path)
+	seen := sha256.Sum256(data)
+	if err != nil {
+		seen = sha256.Sum256([]byte("\x00read error: " + err.Error()))
+	}
+	r.mu.Lock()
+	same := seen == r.seen
+	r.seen = seen // reload replaces it with the hash of what it read
+	r.mu.Unlock()
+	if same {
+		return
+	}
+	if _, err := r.reload(false); err != nil {
+		r.logf("%v", err)
+	}
 }
 
 // close closes the current generation after the drains in progress.

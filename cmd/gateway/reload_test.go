@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -10,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/accelgate/accelgate/backends/catalog"
 )
 
 // reloadFleet is one emulated LLM backend named name.
@@ -191,5 +194,47 @@ func TestReloadOnSIGHUP(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatal("SIGHUP did not reload the fleet file")
 		}
+	}
+}
+
+// TestFileWatchReportsOnce: the file watch's tick parses and reports a file
+// only when its bytes changed since the last read, so a file that does not
+// validate (or a missing file) is reported once, not at every tick.
+func TestFileWatchReportsOnce(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "fleet.yaml")
+	var logged []string
+	r := &reloader{path: path, cat: catalog.Default(), logf: func(format string, a ...any) {
+		logged = append(logged, fmt.Sprintf(format, a...))
+	}}
+	write := func(s string) {
+		t.Helper()
+		if err := os.WriteFile(path, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tick := func(n int, want int, what string) {
+		t.Helper()
+		for range n {
+			r.checkFile()
+		}
+		if len(logged) != want {
+			t.Fatalf("%s: %d reports, want %d: %q", what, len(logged), want, logged)
+		}
+	}
+	write("models: [")
+	tick(3, 1, "a file that does not parse, three ticks")
+	if !strings.Contains(logged[0], "the running fleet stays") {
+		t.Errorf("report %q does not say the running fleet stays", logged[0])
+	}
+	write(strings.Replace(reloadFleet("a"), "h100-sxm-80gb", "no-such-gpu", 1))
+	tick(3, 2, "changed to a file that does not validate")
+	if !strings.Contains(logged[1], "no-such-gpu") {
+		t.Errorf("report %q does not name the bad hardware", logged[1])
+	}
+	os.Remove(path)
+	tick(3, 3, "the file removed")
+	// SIGHUP and the admin API always try again, and report again.
+	if _, err := r.reload(false); err == nil {
+		t.Error("a reload of a missing file succeeded")
 	}
 }
