@@ -31,3 +31,12 @@ func TestEncodeAllocs(t *testing.T) {
 		t.Errorf("Classify: %v allocs, want 0", n)
 	}
 }
+
+// TestBatchKeyAllocs guards the batch key of embeddings and completions
+// bodies: one allocation, the key itself.
+func TestBatchKeyAllocs(t *testing.T) {
+	body := []byte(`{"model":"bge-base-en-v1.5","input":["the quick brown fox","jumps"],"encoding_format":"float","dimensions":256,"user":"u-1"}`)
+	if n := testing.AllocsPerRun(1000, func() { _ = batchKey(body, "input", true) }); n > 1 {
+		t.Errorf("batchKey: %v allocs, want at most 1", n)
+	}
+}

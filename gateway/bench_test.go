@@ -44,3 +44,13 @@ func BenchmarkChatInmemory(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkBatchKey measures the batch key of an embeddings body (computed
+// for every embeddings and non-streaming completions request).
+func BenchmarkBatchKey(b *testing.B) {
+	body := []byte(`{"model":"bge-base-en-v1.5","input":["the quick brown fox jumps over the lazy dog","another sentence here"],"encoding_format":"float","user":"u-123"}`)
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = batchKey(body, "input", true)
+	}
+}

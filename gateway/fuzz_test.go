@@ -391,3 +391,45 @@ func checkErrorJSON(t *testing.T, rb []byte, p, body string) {
 		t.Fatalf("POST %s %q: not an OpenAI error body: %q (%v)", p, body, rb, err)
 	}
 }
+
+// FuzzBatchKey: batchKey never panics on any bytes, and for a body that is a
+// JSON object it is itself a JSON object that does not depend on the body's
+// whitespace (the body indented gives the same key) and holds neither the
+// skipped member nor a default encoding_format.
+func FuzzBatchKey(f *testing.F) {
+	for _, s := range append(append([]string{}, llmSeeds...),
+		`{"model":"m","input":["a","b"],"encoding_format":"float","dimensions":256}`,
+		`{ "user" : "u \" }{ ] \\" , "input" : { "nested" : [ 1 , { "x" : "}" } ] } }`,
+		`{"a":1,"a":2,"in\u0070ut":"x"}`, `{}`, `[]`, `{"a":`, `"str"`) {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		key := batchKey(body, "input", true)
+		var obj map[string]json.RawMessage
+		if json.Unmarshal(body, &obj) != nil || obj == nil {
+			return // not an object ("null" unmarshals into a nil map)
+		}
+		if !json.Valid([]byte(key)) || !strings.HasPrefix(key, "{") {
+			t.Fatalf("key %q of %q is not a JSON object", key, body)
+		}
+		var indented bytes.Buffer
+		if json.Indent(&indented, body, " ", "\t") != nil {
+			t.Fatal("indent failed on a valid body")
+		}
+		if k2 := batchKey(indented.Bytes(), "input", true); k2 != key {
+			t.Fatalf("key %q of %q, but %q indented", key, body, k2)
+		}
+		var members map[string]json.RawMessage
+		if err := json.Unmarshal([]byte(key), &members); err != nil {
+			t.Fatalf("key %q: %v", key, err)
+		}
+		if bytes.Contains(body, []byte(`"input"`)) {
+			if _, ok := members["input"]; ok && !bytes.Contains(body, []byte(`"in\u`)) {
+				t.Fatalf("key %q of %q holds the skipped member", key, body)
+			}
+		}
+		if v, ok := members["encoding_format"]; ok && string(v) == `"float"` {
+			t.Fatalf("key %q holds the default encoding_format", key)
+		}
+	})
+}

@@ -5,14 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
 
 	"github.com/accelgate/accelgate/backends"
-	"github.com/accelgate/accelgate/internal/jsonw"
 )
 
 // Request headers a client may send to set its class, targets and timeout.
@@ -231,45 +229,6 @@ func decodeLLM(op backends.Op, body []byte, req *backends.Request) error {
 		req.BatchKey = batchKey(body, "prompt", false)
 	}
 	return nil
-}
-
-// batchKey is a request's backends.Request.BatchKey: the body's top-level
-// members other than skip (the one a merged call concatenates), sorted by
-// key, each value compacted, written back as one JSON object; with
-// dropFloat, an "encoding_format" of "float" (the default) is left out. Two
-// requests get the same key exactly when every other parameter is the same
-// JSON (key order and whitespace aside: 0.7 and 0.70 differ, and are simply
-// not merged). body has been decoded already.
-func batchKey(body []byte, skip string, dropFloat bool) string {
-	var members map[string]json.RawMessage
-	if json.Unmarshal(body, &members) != nil {
-		return string(body) // cannot happen for a decoded body; merged only with an identical body
-	}
-	keys := make([]string, 0, len(members))
-	for k := range members {
-		if k != skip {
-			keys = append(keys, k)
-		}
-	}
-	slices.Sort(keys)
-	var b bytes.Buffer
-	b.WriteByte('{')
-	for _, k := range keys {
-		v := members[k]
-		if dropFloat && k == "encoding_format" && string(bytes.TrimSpace(v)) == `"float"` {
-			continue
-		}
-		if b.Len() > 1 {
-			b.WriteByte(',')
-		}
-		b.Write(jsonw.AppendString(nil, k))
-		b.WriteByte(':')
-		if json.Compact(&b, v) != nil {
-			b.Write(v)
-		}
-	}
-	b.WriteByte('}')
-	return b.String()
 }
 
 // messageText flattens a message's content: a string, an array of parts
