@@ -31,9 +31,16 @@ import (
 //     batches). idle is what the gateway's batcher shell knows: the backend
 //     has fewer batches outstanding (dispatched, results not all back) than
 //     executors, for every batch class it serves.
-//   - LLM requests are never merged and go to the core at once, as with
-//     batching off: the batcher's admission queue (KindAdmission) is not
-//     simulated yet; the emulator core's own continuous batching queues them.
+//   - LLM requests are never merged. They pass the backend's admission
+//     queue (KindAdmission), as Batcher.Admit does in the gateway: at once
+//     (TryAdmit) when their sequences fit the free slots and nobody waits,
+//     else queued in priority and deadline order until a request that holds
+//     slots ends (SlotsFree); then they go to the core alone.
+//   - When a request finishes past its end-to-end target, the requests
+//     queued on its backend that can no longer meet theirs there are handed
+//     back (Core.Evict) and placed again, as the gateway's Run does: on
+//     another backend when one serves the model, refused (429) when a
+//     sheddable one cannot meet its SLO anywhere.
 //   - A request's latency runs from its arrival, so it includes the time it
 //     waited in the batcher.
 //
@@ -291,6 +298,16 @@ func (s *Sim) dispatch(b int32, bt *batcher.Batch, now time.Time) {
 		s.unqueue(i)
 		s.reqs[i].wait = now.Sub(s.reqs[i].req.Arrival)
 	}
+	if bt.Kind == batcher.KindAdmission {
+		// An LLM request's sequences fit the backend's free slots: it is
+		// admitted and goes to the backend alone.
+		for _, req := range bt.Members {
+			i := slotOf(req)
+			s.reqs[i].admitted = true
+			s.send(i, b, now)
+		}
+		return
+	}
 	first := slotOf(bt.Members[0])
 	class, _ := batchClass(s.reqs[first].item.Op)
 	if s.down[b] {
@@ -354,6 +371,7 @@ func (s *Sim) failSubmit(i int32, now time.Time, err error) {
 	r := s.reqs[i]
 	s.router.Done(now, r.dec, router.Outcome{Err: err})
 	s.cancelParts(i, now)
+	s.releaseSlots(i)
 	if errors.Is(err, backends.ErrBadRequest) {
 		s.finishError(i, 400, "bad_request")
 	} else {

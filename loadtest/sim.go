@@ -112,6 +112,9 @@ type SimBackendStats struct {
 	Placed   int64   `json:"placed"`   // requests the router placed on it
 	OK       int64   `json:"ok"`       // of which completed
 	Timeouts int64   `json:"timeouts"` // of which hit their hard timeout
+	// Evicted is the queued requests its batcher handed back to the router
+	// because they could no longer meet their SLO there (placed again).
+	Evicted  int64   `json:"evicted"`
 	CostUSD  float64 `json:"cost_usd"` // attributed cost of its completed requests
 	// BusySeconds is the accelerator time spent in steps and batches
 	// (emulator.Stats.BusyTime), including work for requests that timed out.
@@ -183,6 +186,7 @@ type Sim struct {
 	ids           []string            // per slot: the batcher request ID
 	polled        []batcher.Batch     // Poll's buffer
 	dropped       []*backends.Request // Drop's buffer
+	evicted       []*backends.Request // Evict's buffer
 	members       []emulator.Member   // dispatch's buffer
 	rec           *Recorder
 	last          int64 // latest event time processed, ns
@@ -199,6 +203,9 @@ type simReq struct {
 	live      bool
 	lost      bool          // placed on a backend that is down: never submitted
 	queued    bool          // in its backend's batcher
+	admitted  bool          // LLM: holds sequence slots of its backend's admission queue
+	evictions int8          // times a batcher handed it back to be placed again
+	placedAt  time.Time     // when it was last placed
 	wait      time.Duration // time spent in the batcher before dispatch
 	batchRows int32         // rows of the batch it ran in (batching), 0 alone
 	batchID   uint64        // the batcher's ID of that batch (batching), 0 alone
@@ -514,6 +521,7 @@ func (s *Sim) arrive(i int32, t int64) {
 	r.live, r.lost, r.backend, r.parts, r.left = true, false, -1, 0, 0
 	r.total, r.ttft, r.cost = 0, 0, 0
 	r.queued, r.wait, r.rec, r.batchRows, r.batchID = false, 0, -1, 0, 0
+	r.admitted, r.evictions = false, 0
 	s.rec.Offered()
 	now := s.at(t)
 	m := s.models[r.item.Model]
@@ -525,31 +533,43 @@ func (s *Sim) arrive(i int32, t int64) {
 	}
 	dec, err := s.router.Place(now, &r.req, m, -1)
 	if err != nil {
-		var shed *router.ShedError
-		switch {
-		case errors.As(err, &shed):
-			s.finishError(i, 429, "shed")
-		case errors.Is(err, backends.ErrNoBackend):
-			s.finishError(i, 503, "no_backend")
-		default:
-			s.finishError(i, 500, "error")
-		}
+		s.placeFailed(i, err)
 		return
 	}
-	r.dec = dec
+	s.pushTimeout(tmoEntry{at: int64(r.req.Deadline.Sub(simEpoch)), slot: i, gen: r.gen})
+	s.start(i, dec, now)
+}
+
+// start sends request i, placed by dec at now, on its way: vision and
+// embeddings requests to the backend's batcher, LLM requests through its
+// admission queue (with batching; at once when slots are free and nobody
+// waits, as Batcher.Admit does), then to the backend.
+func (s *Sim) start(i int32, dec router.Decision, now time.Time) {
+	r := s.reqs[i]
+	r.dec, r.placedAt = dec, now
 	b := int32(dec.Index)
 	r.backend = b
 	s.res.Backends[b].Placed++
-	s.pushTimeout(tmoEntry{at: int64(r.req.Deadline.Sub(simEpoch)), slot: i, gen: r.gen})
-	if _, ok := batchClass(r.item.Op); ok && s.batching {
-		// Route, then batch: the batcher sits in the gateway, before the
-		// partition of a down backend (its batches are lost at dispatch).
-		s.enqueue(i, b, now)
-		s.fix(b)
-		return
+	if s.batching {
+		// Route, then batch or admit: the batcher sits in the gateway,
+		// before the partition of a down backend (what it releases is lost
+		// on the way).
+		_, batch := batchClass(r.item.Op)
+		if r.req.ID = s.slotID(i); batch || !s.bcores[b].TryAdmit(&r.req) {
+			s.enqueue(i, b, now)
+			s.fix(b)
+			return
+		}
+		r.admitted = true
 	}
+	s.send(i, b, now)
+}
+
+// send submits request i to backend b's core at now.
+func (s *Sim) send(i, b int32, now time.Time) {
+	s.reqs[i].wait = now.Sub(s.reqs[i].req.Arrival) // held in the gateway
 	if s.down[b] {
-		r.lost = true // it never reaches the backend; it will time out
+		s.reqs[i].lost = true // it never reaches the backend; it will time out
 		return
 	}
 	if err := s.submit(i, b, now); err != nil {
@@ -557,6 +577,68 @@ func (s *Sim) arrive(i int32, t int64) {
 		return
 	}
 	s.fix(b)
+}
+
+// releaseSlots gives request i's admission slots back to its backend's
+// admission queue, which releases what now fits at its next poll.
+func (s *Sim) releaseSlots(i int32) {
+	r := s.reqs[i]
+	if !r.admitted {
+		return
+	}
+	r.admitted = false
+	s.bcores[r.backend].SlotsFree(r.req.Sequences())
+	s.fix(r.backend)
+}
+
+// maxSimEvictions bounds how often one request is handed back and placed
+// again (the gateway's maxEvictions).
+const maxSimEvictions = 3
+
+// evict hands the requests queued on backend b that can no longer meet
+// their SLO there back to the router, as the gateway does when a request
+// on b finished past its end-to-end target: each is placed again (on
+// another backend when one serves the model), refused when it is
+// sheddable and cannot meet its SLO anywhere, and failed after
+// maxSimEvictions hand-backs.
+func (s *Sim) evict(b int32, now time.Time) {
+	s.evicted = s.bcores[b].Evict(now, s.evicted[:0])
+	for k, req := range s.evicted {
+		s.evicted[k] = nil
+		i := slotOf(req)
+		s.unqueue(i)
+		r := s.reqs[i]
+		s.res.Backends[b].Evicted++
+		s.router.Done(now, r.dec, router.Outcome{}) // unexecuted: nothing to learn
+		if r.evictions++; r.evictions > maxSimEvictions {
+			s.finishError(i, 503, "unavailable")
+			continue
+		}
+		dec, err := s.router.Place(now, &r.req, r.model, int(b))
+		if errors.Is(err, backends.ErrNoBackend) {
+			dec, err = s.router.Place(now, &r.req, r.model, -1)
+		}
+		if err != nil {
+			s.placeFailed(i, err)
+			continue
+		}
+		s.start(i, dec, now)
+	}
+	s.fix(b)
+}
+
+// placeFailed ends request i, which the router could not place, with the
+// status the gateway would answer.
+func (s *Sim) placeFailed(i int32, err error) {
+	var shed *router.ShedError
+	switch {
+	case errors.As(err, &shed):
+		s.finishError(i, 429, "shed")
+	case errors.Is(err, backends.ErrNoBackend):
+		s.finishError(i, 503, "no_backend")
+	default:
+		s.finishError(i, 500, "error")
+	}
 }
 
 // submit hands request i to core b as one LLM job or as batches of at most
@@ -651,9 +733,16 @@ func (s *Sim) advance(b int32, t int64) {
 func (s *Sim) complete(i int32, now time.Time) {
 	r := s.reqs[i]
 	// The router learns the backend's latency, from dispatch: the time held
-	// in the batcher is the batcher's doing (as the gateway reports it).
+	// in the batcher is the batcher's doing (as the gateway reports it). An
+	// LLM request's wait for admission is the backend's queue, which the
+	// router predicts: the gateway measures it from the placement.
 	ro := router.Outcome{E2E: r.total, TTFT: r.ttft, BatchRows: int(r.batchRows), BatchID: r.batchID}
-	if out := r.item.OutputTokens; out > 1 && (r.item.Op == backends.OpChat || r.item.Op == backends.OpCompletion) {
+	llm := r.item.Op == backends.OpChat || r.item.Op == backends.OpCompletion
+	if llm {
+		held := r.wait - r.placedAt.Sub(r.req.Arrival) // since this placement
+		ro.E2E, ro.TTFT = held+r.total, held+r.ttft
+	}
+	if out := r.item.OutputTokens; out > 1 && llm {
 		ro.TPOT = (r.total - r.ttft) / time.Duration(out-1)
 	}
 	d := r.dec.Backend
@@ -689,7 +778,14 @@ func (s *Sim) complete(i int32, now time.Time) {
 	ro.SLO = sloOutcome(&o)
 	s.router.Done(now, r.dec, ro)
 	s.rec.Record(&o)
+	s.releaseSlots(i)
+	b, late := r.backend, r.req.SLO.E2E > 0 && now.Sub(r.placedAt) > r.req.SLO.E2E
 	s.release(i)
+	if late && s.batching {
+		// It fell behind: the queued requests b can no longer serve in time
+		// go back to the router (the gateway's Run does the same).
+		s.evict(b, now)
+	}
 }
 
 // sloOutcome judges o's SLO for the router (unknown without a target).
@@ -714,6 +810,7 @@ func (s *Sim) timeout(i int32, t int64) {
 	}
 	s.memberEnded(i, now, false)
 	s.cancelParts(i, now)
+	s.releaseSlots(i)
 	s.router.Done(now, r.dec, router.Outcome{Err: backends.ErrTimeout, E2E: time.Duration(t) - r.item.At, SLO: router.SLOMissed})
 	s.res.Backends[r.backend].Timeouts++
 	o := Outcome{Item: &r.item, Latency: time.Duration(t) - r.item.At, Status: 504, Kind: "timeout", InputTokens: r.item.InputTokens}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"os"
+	"slices"
 	"testing"
 	"time"
 
@@ -285,8 +286,12 @@ func TestFindMax(t *testing.T) {
 	if !passed || lowestFail == 0 || lowestFail > mr.MaxRateRPS*1.0102 {
 		t.Errorf("max %v (passed %v), lowest failing probe %v: %+v", mr.MaxRateRPS, passed, lowestFail, mr.Probes)
 	}
-	// The capacity bound is an upper bound on what the simulation sustains.
-	if mr.MaxRateRPS > *rep.CapacityRPS*1.02 {
+	// The capacity bound is an upper bound on what the simulation sustains
+	// with every request in time; at 99% attainment up to 1% may be refused
+	// (queued sheddable requests that can no longer make it are handed back
+	// and refused, freeing the backend for the others), and a 2,000-request
+	// probe is partly transient: within 3%.
+	if mr.MaxRateRPS > *rep.CapacityRPS*1.03 {
 		t.Errorf("max %v above the capacity bound %v", mr.MaxRateRPS, *rep.CapacityRPS)
 	}
 	t.Logf("capacity %.1f, max %.1f req/s after %d probes", *rep.CapacityRPS, mr.MaxRateRPS, len(mr.Probes))
@@ -453,5 +458,134 @@ func TestSimulateTrace(t *testing.T) {
 	run := rep.Runs[0]
 	if rep.CapacityRPS != nil || run.Load != nil || run.Requests != 200 || run.RateRPS < 80 || run.RateRPS > 125 || run.Name != "accelgate" {
 		t.Errorf("trace run: capacity %v, load %v, %d requests at %.1f req/s, %q", rep.CapacityRPS, run.Load, run.Requests, run.RateRPS, run.Name)
+	}
+}
+
+// TestSimAdmissionPriority: LLM requests pass the backend's admission queue,
+// as in the gateway. On an L4 (40 sequence slots) a burst of 80 sheddable
+// requests fills the slots and queues 40; critical requests that arrive a
+// moment later are admitted before the queued sheddable ones (priority
+// order; the first slots free well before the queued ones age, after 2 s),
+// where the emulator's own first-come queue would serve them last. With
+// batching off there is no admission queue, and they are served last.
+func TestSimAdmissionPriority(t *testing.T) {
+	cat := catalog.Default()
+	f, err := fleet.Parse([]byte(`
+models:
+  - name: ` + ModelLLM + `
+    kind: llm
+    timeout: 600s
+backends:
+  - name: l4-0
+    hardware: l4
+    models: [` + ModelLLM + `]
+    jitter: 0
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Validate(cat); err != nil {
+		t.Fatal(err)
+	}
+	slo := backends.SLO{TTFT: 500 * time.Second, TPOT: time.Second, E2E: 550 * time.Second} // never refused
+	var items []Item
+	for k := range 90 {
+		it := Item{Op: backends.OpChat, Model: ModelLLM, Priority: backends.Sheddable, Stream: true,
+			InputTokens: 200, OutputTokens: 20, SLO: slo}
+		if k >= 80 {
+			it.At, it.Priority = time.Millisecond, backends.Critical
+		}
+		items = append(items, it)
+	}
+	run := func(batching string) (critMax time.Duration, shedAfter int) {
+		sim, err := NewSim(f, cat, SimOptions{Batching: batching})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ttft [2][]time.Duration
+		rec := NewRecorder(RecorderOptions{Observe: func(o *Outcome) {
+			if !o.OK {
+				t.Errorf("%s: %+v failed", batching, o)
+				return
+			}
+			k := 0
+			if o.Item.Priority == backends.Critical {
+				k = 1
+			}
+			ttft[k] = append(ttft[k], o.TTFT+o.Item.At)
+		}})
+		if _, err := sim.Run(&itemsSource{items: items}, rec); err != nil {
+			t.Fatal(err)
+		}
+		if len(ttft[0]) != 80 || len(ttft[1]) != 10 {
+			t.Fatalf("%s: %d sheddable and %d critical outcomes", batching, len(ttft[0]), len(ttft[1]))
+		}
+		critMax = slices.Max(ttft[1])
+		for _, d := range ttft[0] {
+			if d > critMax {
+				shedAfter++
+			}
+		}
+		return critMax, shedAfter
+	}
+	// First tokens, in time since the start. When the first 40 end, 40 of
+	// the 50 queued fit: with the admission queue the 10 critical requests
+	// are among them, and 10 sheddable ones wait for the next round.
+	if crit, after := run(BatchingAdaptive); after != 10 {
+		t.Errorf("adaptive: last critical first token at %v, %d sheddable first tokens after it, want 10", crit, after)
+	}
+	if crit, after := run(BatchingOff); after != 0 {
+		t.Errorf("off: last critical first token at %v, %d sheddable first tokens after it, want 0 (first come, first served)", crit, after)
+	}
+}
+
+// TestSimEvictsLateQueue: when a request finishes past its end-to-end
+// target, the requests queued on its backend that can no longer meet theirs
+// there are handed back and placed again, as in the gateway. Of two L4s (40
+// LLM sequence slots each) one becomes 20× slower from the start, before the
+// router can have learned it; a burst of 100 streams fills both admission
+// queues. When the first request on the slow one finishes, late, the
+// requests still waiting for its slots are past their first-token target
+// and move to the other L4.
+func TestSimEvictsLateQueue(t *testing.T) {
+	cat := catalog.Default()
+	f, err := fleet.Parse([]byte(`
+models:
+  - name: ` + ModelLLM + `
+    kind: llm
+    timeout: 600s
+backends:
+  - {name: l4-a, hardware: l4, models: [` + ModelLLM + `], jitter: 0}
+  - {name: l4-b, hardware: l4, models: [` + ModelLLM + `], jitter: 0}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Validate(cat); err != nil {
+		t.Fatal(err)
+	}
+	const n = 100
+	var items []Item
+	for k := range n {
+		items = append(items, Item{At: time.Duration(k) * 10 * time.Microsecond, Op: backends.OpChat, Model: ModelLLM,
+			Priority: backends.Standard, Stream: true, InputTokens: 200, OutputTokens: 20,
+			SLO: backends.SLO{TTFT: time.Second, TPOT: 200 * time.Millisecond, E2E: 5 * time.Second}})
+	}
+	rep, res := runItems(t, f, cat, SimOptions{Batching: BatchingAdaptive, Events: []SimEvent{{Backend: 0, Slowdown: 20}}}, items...)
+	a, b := res.Backends[0], res.Backends[1]
+	t.Logf("a: %+v\nb: %+v\nok %d, errors %v", a, b, rep.OK, rep.Errors)
+	if a.Evicted == 0 {
+		t.Fatal("nothing was handed back from the slow backend")
+	}
+	if b.Evicted != 0 {
+		t.Errorf("%d handed back from the fast backend", b.Evicted)
+	}
+	// Every hand-back is placed again (a standard request is never refused),
+	// and every request ends well.
+	if a.Placed+b.Placed != n+a.Evicted || rep.OK != n {
+		t.Errorf("placed %d + %d for %d requests and %d hand-backs; ok %d, errors %v", a.Placed, b.Placed, n, a.Evicted, rep.OK, rep.Errors)
+	}
+	if a.OK+b.OK != n || b.OK <= n/2 {
+		t.Errorf("completed %d on the slow backend and %d on the other", a.OK, b.OK)
 	}
 }
