@@ -109,13 +109,13 @@ type SimEvent struct {
 
 // SimBackendStats is what one backend did in a simulation.
 type SimBackendStats struct {
-	Placed   int64   `json:"placed"`   // requests the router placed on it
-	OK       int64   `json:"ok"`       // of which completed
-	Timeouts int64   `json:"timeouts"` // of which hit their hard timeout
+	Placed   int64 `json:"placed"`   // requests the router placed on it
+	OK       int64 `json:"ok"`       // of which completed
+	Timeouts int64 `json:"timeouts"` // of which hit their hard timeout
 	// Evicted is the queued requests its batcher handed back to the router
 	// because they could no longer meet their SLO there (placed again).
-	Evicted  int64   `json:"evicted"`
-	CostUSD  float64 `json:"cost_usd"` // attributed cost of its completed requests
+	Evicted int64   `json:"evicted"`
+	CostUSD float64 `json:"cost_usd"` // attributed cost of its completed requests
 	// BusySeconds is the accelerator time spent in steps and batches
 	// (emulator.Stats.BusyTime), including work for requests that timed out.
 	BusySeconds float64 `json:"busy_s"`
