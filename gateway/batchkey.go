@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"slices"
 	"strings"
+
+	"github.com/accelgate/accelgate/internal/jsonscan"
 )
 
 // batchKey is a request's backends.Request.BatchKey: the body's top-level
@@ -15,11 +17,12 @@ import (
 // 0.70 differ, and are simply not merged).
 //
 // body has been decoded already, so it is one valid JSON object. It is
-// scanned once, in place: one allocation (the key) for up to 16 members,
-// where unmarshalling into a map of raw members took 24. Keys are compared
-// as written: a key spelled with escapes ("in\u0070ut") is not recognised as
-// skip, so its value stays in the key and the request merges only with
-// identical ones, which is safe; a key given twice appears twice, likewise.
+// scanned once, in place (internal/jsonscan): one allocation (the key) for
+// up to 16 members, where unmarshalling into a map of raw members took 24.
+// Skip and encoding_format are recognised after unescaping, as a decoder
+// would ("in\u0070ut" is input); other keys are sorted and compared as
+// written, so two spellings of one key only keep requests apart, which is
+// safe; a key given twice appears twice, likewise.
 func batchKey(body []byte, skip string, dropFloat bool) string {
 	var stack [16]member
 	ms, ok := topMembers(body, stack[:0])
@@ -29,8 +32,8 @@ func batchKey(body []byte, skip string, dropFloat bool) string {
 	n := 2
 	kept := ms[:0]
 	for _, m := range ms {
-		if len(m.key) == len(skip)+2 && string(m.key[1:len(m.key)-1]) == skip ||
-			dropFloat && string(m.key) == `"encoding_format"` && string(m.val) == `"float"` {
+		if name := m.key[1 : len(m.key)-1]; jsonscan.KeyIs(name, skip) ||
+			dropFloat && jsonscan.KeyIs(name, "encoding_format") && string(m.val) == `"float"` {
 			continue
 		}
 		kept = append(kept, m)
@@ -57,14 +60,14 @@ func batchKey(body []byte, skip string, dropFloat bool) string {
 type member struct{ key, val []byte }
 
 // topMembers appends the top-level members of the JSON object in body to
-// ms. It assumes valid JSON (the body was decoded) and reports false when
-// body is not an object or ends early.
+// ms. It reports false when body is not a well-formed object as far as a
+// scan of its top-level members can tell.
 func topMembers(body []byte, ms []member) ([]member, bool) {
-	i := skipSpace(body, 0)
+	i := jsonscan.Space(body, 0)
 	if i >= len(body) || body[i] != '{' {
 		return nil, false
 	}
-	i = skipSpace(body, i+1)
+	i = jsonscan.Space(body, i+1)
 	if i < len(body) && body[i] == '}' {
 		return ms, true
 	}
@@ -73,26 +76,26 @@ func topMembers(body []byte, ms []member) ([]member, bool) {
 			return nil, false
 		}
 		k := i
-		i = skipString(body, i)
+		if i = jsonscan.String(body, i); i < 0 {
+			return nil, false
+		}
 		key := body[k:i]
-		i = skipSpace(body, i)
+		i = jsonscan.Space(body, i)
 		if i >= len(body) || body[i] != ':' {
 			return nil, false
 		}
-		i = skipSpace(body, i+1)
-		v := i
-		i = skipValue(body, i)
-		if i > len(body) || i == v {
+		v := jsonscan.Space(body, i+1)
+		if i = jsonscan.Value(body, v); i < 0 {
 			return nil, false
 		}
 		ms = append(ms, member{key: key, val: body[v:i]})
-		i = skipSpace(body, i)
+		i = jsonscan.Space(body, i)
 		if i >= len(body) {
 			return nil, false
 		}
 		switch body[i] {
 		case ',':
-			i = skipSpace(body, i+1)
+			i = jsonscan.Space(body, i+1)
 		case '}':
 			return ms, true
 		default:
@@ -102,74 +105,23 @@ func topMembers(body []byte, ms []member) ([]member, bool) {
 	return nil, false
 }
 
-func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
-
-func skipSpace(b []byte, i int) int {
-	for i < len(b) && isSpace(b[i]) {
-		i++
-	}
-	return i
-}
-
-// skipString returns the index just past the string starting at b[i] ('"'),
-// or len(b)+1 when it is not closed.
-func skipString(b []byte, i int) int {
-	for i++; i < len(b); i++ {
-		switch b[i] {
-		case '\\':
-			i++
-		case '"':
-			return i + 1
-		}
-	}
-	return len(b) + 1
-}
-
-// skipValue returns the index just past the value starting at b[i], or
-// len(b)+1 when it does not end.
-func skipValue(b []byte, i int) int {
-	if i >= len(b) {
-		return len(b) + 1
-	}
-	switch b[i] {
-	case '"':
-		return skipString(b, i)
-	case '{', '[':
-		depth := 0
-		for ; i < len(b); i++ {
-			switch b[i] {
-			case '"':
-				i = skipString(b, i) - 1
-			case '{', '[':
-				depth++
-			case '}', ']':
-				if depth--; depth == 0 {
-					return i + 1
-				}
-			}
-		}
-		return len(b) + 1
-	default: // a number, true, false or null
-		for i < len(b) && !isSpace(b[i]) && b[i] != ',' && b[i] != '}' && b[i] != ']' {
-			i++
-		}
-		return i
-	}
-}
-
 // writeCompact writes the valid JSON value v without the whitespace outside
 // its strings.
 func writeCompact(b *strings.Builder, v []byte) {
-	for i := 0; i < len(v); i++ {
-		c := v[i]
-		if c == '"' {
-			j := min(skipString(v, i), len(v))
+	for i := 0; i < len(v); {
+		switch c := v[i]; c {
+		case '"':
+			j := jsonscan.String(v, i)
+			if j < 0 {
+				j = len(v)
+			}
 			b.Write(v[i:j])
-			i = j - 1
-			continue
-		}
-		if !isSpace(c) {
+			i = j
+		case ' ', '\t', '\n', '\r':
+			i++
+		default:
 			b.WriteByte(c)
+			i++
 		}
 	}
 }

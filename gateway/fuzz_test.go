@@ -423,10 +423,8 @@ func FuzzBatchKey(f *testing.F) {
 		if err := json.Unmarshal([]byte(key), &members); err != nil {
 			t.Fatalf("key %q: %v", key, err)
 		}
-		if bytes.Contains(body, []byte(`"input"`)) {
-			if _, ok := members["input"]; ok && !bytes.Contains(body, []byte(`"in\u`)) {
-				t.Fatalf("key %q of %q holds the skipped member", key, body)
-			}
+		if _, ok := members["input"]; ok { // however the body spells it
+			t.Fatalf("key %q of %q holds the skipped member", key, body)
 		}
 		if v, ok := members["encoding_format"]; ok && string(v) == `"float"` {
 			t.Fatalf("key %q holds the default encoding_format", key)

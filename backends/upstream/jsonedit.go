@@ -1,9 +1,9 @@
 package upstream
 
 import (
-	"bytes"
 	"slices"
-	"unicode/utf8"
+
+	"github.com/accelgate/accelgate/internal/jsonscan"
 )
 
 // Byte-level JSON editing for the hot path: the request body is scanned once,
@@ -17,7 +17,7 @@ const includeUsageMember = `"include_usage":true`
 // already asked for usage, or when it is not a well-formed JSON object (the
 // upstream then answers the malformed body itself).
 func forceIncludeUsage(body []byte) ([]byte, bool) {
-	obj := skipWS(body, 0)
+	obj := jsonscan.Space(body, 0)
 	if obj >= len(body) || body[obj] != '{' {
 		return body, false
 	}
@@ -28,7 +28,7 @@ func forceIncludeUsage(body []byte) ([]byte, bool) {
 	if !found {
 		// {"stream_options":{"include_usage":true}, ...the client's members}
 		ins := `"stream_options":{` + includeUsageMember + `}`
-		if j := skipWS(body, obj+1); j < len(body) && body[j] != '}' {
+		if j := jsonscan.Space(body, obj+1); j < len(body) && body[j] != '}' {
 			ins += ","
 		}
 		return splice(body, obj+1, obj+1, ins), true
@@ -43,7 +43,7 @@ func forceIncludeUsage(body []byte) ([]byte, bool) {
 		}
 		if !found {
 			ins := includeUsageMember
-			if j := skipWS(body, vs+1); j < len(body) && body[j] != '}' {
+			if j := jsonscan.Space(body, vs+1); j < len(body) && body[j] != '}' {
 				ins += ","
 			}
 			return splice(body, vs+1, vs+1, ins), true
@@ -69,7 +69,7 @@ func splice(b []byte, i, j int, s string) []byte {
 // was found and the bounds of its value, or ok false when the object is
 // malformed.
 func findMember(b []byte, obj int, key string) (found bool, vs, ve int, ok bool) {
-	i := skipWS(b, obj+1)
+	i := jsonscan.Space(b, obj+1)
 	if i < len(b) && b[i] == '}' {
 		return false, 0, 0, true
 	}
@@ -77,30 +77,30 @@ func findMember(b []byte, obj int, key string) (found bool, vs, ve int, ok bool)
 		if b[i] != '"' {
 			return false, 0, 0, false
 		}
-		kEnd := skipString(b, i)
+		kEnd := jsonscan.String(b, i)
 		if kEnd < 0 {
 			return false, 0, 0, false
 		}
 		name := b[i+1 : kEnd-1]
-		i = skipWS(b, kEnd)
+		i = jsonscan.Space(b, kEnd)
 		if i >= len(b) || b[i] != ':' {
 			return false, 0, 0, false
 		}
-		vs = skipWS(b, i+1)
-		ve = skipValue(b, vs)
+		vs = jsonscan.Space(b, i+1)
+		ve = jsonscan.Value(b, vs)
 		if ve < 0 {
 			return false, 0, 0, false
 		}
 		if string(name) == key {
 			return true, vs, ve, true
 		}
-		i = skipWS(b, ve)
+		i = jsonscan.Space(b, ve)
 		if i >= len(b) {
 			return false, 0, 0, false
 		}
 		switch b[i] {
 		case ',':
-			i = skipWS(b, i+1)
+			i = jsonscan.Space(b, i+1)
 		case '}':
 			return false, 0, 0, true
 		default:
@@ -108,80 +108,6 @@ func findMember(b []byte, obj int, key string) (found bool, vs, ve int, ok bool)
 		}
 	}
 	return false, 0, 0, false
-}
-
-func skipWS(b []byte, i int) int {
-	for i < len(b) {
-		switch b[i] {
-		case ' ', '\t', '\n', '\r':
-			i++
-		default:
-			return i
-		}
-	}
-	return i
-}
-
-// skipString returns the index just past the string starting at b[i] == '"',
-// or -1 if it is not terminated.
-func skipString(b []byte, i int) int {
-	for i++; i < len(b); i++ {
-		switch b[i] {
-		case '\\':
-			i++
-		case '"':
-			return i + 1
-		}
-	}
-	return -1
-}
-
-// skipValue returns the index just past the JSON value starting at b[i], or -1
-// if it is malformed or truncated.
-func skipValue(b []byte, i int) int {
-	if i >= len(b) {
-		return -1
-	}
-	switch b[i] {
-	case '"':
-		return skipString(b, i)
-	case '{', '[':
-		depth := 0
-		for i < len(b) {
-			switch b[i] {
-			case '"':
-				i = skipString(b, i)
-				if i < 0 {
-					return -1
-				}
-				continue
-			case '{', '[':
-				depth++
-			case '}', ']':
-				depth--
-				if depth == 0 {
-					return i + 1
-				}
-			}
-			i++
-		}
-		return -1
-	case ',', '}', ']', ':':
-		return -1
-	}
-	// A number or a literal: up to the next delimiter.
-	start := i
-	for i < len(b) {
-		switch b[i] {
-		case ',', '}', ']', ' ', '\t', '\n', '\r':
-			if i == start {
-				return -1
-			}
-			return i
-		}
-		i++
-	}
-	return i
 }
 
 // modelKey is the member setModel edits.
@@ -216,7 +142,7 @@ func setModel(dst, body []byte, quoted string, all, insert bool) ([]byte, bool) 
 		}
 		// {"model":quoted, ...the client's members}
 		comma := 0
-		if j := skipWS(body, obj+1); j < len(body) && body[j] != '}' {
+		if j := jsonscan.Space(body, obj+1); j < len(body) && body[j] != '}' {
 			comma = 1
 		}
 		dst = slices.Grow(dst, len(body)+len(`"model":`)+len(quoted)+comma)
@@ -251,11 +177,11 @@ func setModel(dst, body []byte, quoted string, all, insert bool) ([]byte, bool) 
 // and returns the index of the object's '{'. ok is false when b is not an
 // object or is malformed (up to the first match when all is false).
 func modelSpans(b []byte, spans [][2]int, all bool) (_ [][2]int, obj int, ok bool) {
-	obj = skipWS(b, 0)
+	obj = jsonscan.Space(b, 0)
 	if obj >= len(b) || b[obj] != '{' {
 		return spans, 0, false
 	}
-	i := skipWS(b, obj+1)
+	i := jsonscan.Space(b, obj+1)
 	if i < len(b) && b[i] == '}' {
 		return spans, obj, true
 	}
@@ -263,33 +189,33 @@ func modelSpans(b []byte, spans [][2]int, all bool) (_ [][2]int, obj int, ok boo
 		if b[i] != '"' {
 			return spans, 0, false
 		}
-		kEnd := skipString(b, i)
+		kEnd := jsonscan.String(b, i)
 		if kEnd < 0 {
 			return spans, 0, false
 		}
 		name := b[i+1 : kEnd-1]
-		i = skipWS(b, kEnd)
+		i = jsonscan.Space(b, kEnd)
 		if i >= len(b) || b[i] != ':' {
 			return spans, 0, false
 		}
-		vs := skipWS(b, i+1)
-		ve := skipValue(b, vs)
+		vs := jsonscan.Space(b, i+1)
+		ve := jsonscan.Value(b, vs)
 		if ve < 0 {
 			return spans, 0, false
 		}
-		if keyIs(name, modelKey) {
+		if jsonscan.KeyIs(name, modelKey) {
 			spans = append(spans, [2]int{vs, ve})
 			if !all {
 				return spans, obj, true
 			}
 		}
-		i = skipWS(b, ve)
+		i = jsonscan.Space(b, ve)
 		if i >= len(b) {
 			return spans, 0, false
 		}
 		switch b[i] {
 		case ',':
-			i = skipWS(b, i+1)
+			i = jsonscan.Space(b, i+1)
 		case '}':
 			return spans, obj, true
 		default:
@@ -297,70 +223,4 @@ func modelSpans(b []byte, spans [][2]int, all bool) (_ [][2]int, obj int, ok boo
 		}
 	}
 	return spans, 0, false
-}
-
-// keyIs reports whether the raw bytes of a JSON string (between its quotes,
-// escapes intact) decode to want, an ASCII string without quotes or
-// backslashes. It does not allocate.
-func keyIs(raw []byte, want string) bool {
-	if string(raw) == want {
-		return true
-	}
-	if len(raw) <= len(want) || len(raw) > 6*len(want) || bytes.IndexByte(raw, '\\') < 0 {
-		return false
-	}
-	j := 0
-	for i := 0; i < len(raw); j++ {
-		c := raw[i]
-		i++
-		if c == '\\' {
-			if i >= len(raw) {
-				return false
-			}
-			e := raw[i]
-			i++
-			switch e {
-			case '"', '\\', '/':
-				c = e
-			case 'b':
-				c = '\b'
-			case 'f':
-				c = '\f'
-			case 'n':
-				c = '\n'
-			case 'r':
-				c = '\r'
-			case 't':
-				c = '\t'
-			case 'u':
-				if i+4 > len(raw) {
-					return false
-				}
-				r := 0
-				for _, h := range raw[i : i+4] {
-					switch {
-					case '0' <= h && h <= '9':
-						r = r<<4 | int(h-'0')
-					case 'a' <= h && h <= 'f':
-						r = r<<4 | int(h-'a'+10)
-					case 'A' <= h && h <= 'F':
-						r = r<<4 | int(h-'A'+10)
-					default:
-						return false
-					}
-				}
-				if r >= utf8.RuneSelf {
-					return false // not ASCII, so not in want
-				}
-				c = byte(r)
-				i += 4
-			default:
-				return false
-			}
-		}
-		if j >= len(want) || want[j] != c {
-			return false
-		}
-	}
-	return j == len(want)
 }

@@ -107,22 +107,6 @@ func TestSetModel(t *testing.T) {
 	}
 }
 
-func TestKeyIs(t *testing.T) {
-	for _, tc := range []struct {
-		raw  string
-		want bool
-	}{
-		{`model`, true}, {`\u006dodel`, true}, {`\u006D\u006f\u0064\u0065\u006c`, true},
-		{`Model`, false}, {`models`, false}, {`mode`, false}, {`mode\u006c2`, false},
-		{`\u006dode`, false}, {`mod\el`, false}, {`mod\u00`, false}, {`mod\u00e9l`, false},
-		{`mod\u0065\`, false}, {`\u0000model`, false},
-	} {
-		if got := keyIs([]byte(tc.raw), "model"); got != tc.want {
-			t.Errorf("keyIs(%s) = %v, want %v", tc.raw, got, tc.want)
-		}
-	}
-}
-
 // TestSetModelAllocs: a streamed chunk is edited into a reused buffer, and a
 // body that needs no edit is not copied.
 func TestSetModelAllocs(t *testing.T) {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/accelgate/accelgate/backends"
 	"github.com/accelgate/accelgate/internal/httpconn"
+	"github.com/accelgate/accelgate/internal/jsonscan"
 )
 
 // Defaults for the zero values of Config.
@@ -467,11 +468,11 @@ func lastUsage(body []byte) (backends.Usage, bool) {
 			return backends.Usage{}, false
 		}
 		end = k
-		j := skipWS(body, k+len(key))
+		j := jsonscan.Space(body, k+len(key))
 		if j >= len(body) || body[j] != ':' {
 			continue
 		}
-		j = skipWS(body, j+1)
+		j = jsonscan.Space(body, j+1)
 		if j >= len(body) || body[j] != '{' {
 			continue
 		}
@@ -524,12 +525,12 @@ func chunkUsage(data []byte) (u backends.Usage, ok, noChoices bool) {
 		if k < 0 {
 			return u, false, false
 		}
-		j := skipWS(data, i+k+len(key))
+		j := jsonscan.Space(data, i+k+len(key))
 		i += k + len(key)
 		if j >= len(data) || data[j] != ':' {
 			continue
 		}
-		if j = skipWS(data, j+1); j < len(data) && data[j] == '{' {
+		if j = jsonscan.Space(data, j+1); j < len(data) && data[j] == '{' {
 			break
 		}
 	}
