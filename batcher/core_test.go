@@ -433,6 +433,35 @@ func TestEvict(t *testing.T) {
 	}
 }
 
+// expPred predicts latencies at a class margin twice the expected ones.
+type expPred struct{ linPred }
+
+func (p expPred) BatchLatency(b int, m *backends.Model, rows, tokens int, prio backends.Priority) time.Duration {
+	return 2 * p.linPred.BatchLatency(b, m, rows, tokens, prio)
+}
+
+func (p expPred) ExpectedLatency(b int, m *backends.Model, rows, tokens int) time.Duration {
+	return p.linPred.BatchLatency(b, m, rows, tokens, backends.Standard)
+}
+
+// TestEvictExpected: with a predictor that has an expectation (Expecter),
+// Evict hands back only the requests that miss even the expected latency; a
+// request that misses only at its class margin stays.
+func TestEvictExpected(t *testing.T) {
+	c := newTestCore(Config{Mode: ModeFixed, MaxBatchSize: 8, MaxQueueDelay: msd(100)}, expPred{linPred{msd(5), msd(1)}})
+	tight := vreq(backends.Standard, at(0), msd(10), 1)
+	margin := vreq(backends.Standard, at(0), msd(14), 1)
+	for _, r := range []*backends.Request{tight, margin} {
+		mustEnqueue(t, c, at(0), r)
+	}
+	// At 5 ms: expected 5 + 6 = 11 misses tight's 10 and meets margin's 14,
+	// which the margin's 5 + 12 = 17 would miss.
+	out := c.Evict(at(5), nil)
+	if len(out) != 1 || out[0] != tight || c.Len() != 1 {
+		t.Fatalf("evicted %v (Len %d), want [tight]", ids(out), c.Len())
+	}
+}
+
 func TestVersionsAreSeparateQueues(t *testing.T) {
 	c := newTestCore(Config{Mode: ModeFixed, MaxBatchSize: 8, MaxQueueDelay: msd(1)}, nil)
 	a, b, d := vreq(backends.Standard, at(0), 0, 1), vreq(backends.Standard, at(0), 0, 1), vreq(backends.Standard, at(0), 0, 1)

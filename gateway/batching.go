@@ -105,7 +105,12 @@ func (d *Dispatcher) newBatchers(cfgs map[string]batcher.Config) error {
 	for i, b := range d.backends {
 		descs[i] = b.Descriptor()
 	}
-	pred := d.r.BatchPredictor() // the router's learned model serves the batchers
+	// The router's learned model serves the batchers, with its expected
+	// latencies for their hand-backs (Core.Evict).
+	var pred interface {
+		batcher.Predictor
+		batcher.Expecter
+	} = d.r.BatchPredictor()
 	d.batchers = make([]*batcher.Batcher, len(d.backends))
 	for i := range d.backends {
 		prof := descs[i].Profile

@@ -152,6 +152,8 @@ type cell struct {
 	// priority class, for readers outside the router's lock (the batchers'
 	// predictor).
 	pub [backends.NumPriorities]atomic.Uint64
+	// pubMean is the published mean factor of the same ratio (Expected).
+	pubMean atomic.Uint64
 }
 
 // Factors is the learned correction published for readers that do not hold
@@ -181,6 +183,23 @@ func (f Factors) Latency(i int, model string, prio backends.Priority) float64 {
 	return math.Float64frombits(v)
 }
 
+// Expected returns the learned mean factor of backend i for model (the
+// latency the batchers scale: end to end for batch models, TTFT for LLMs),
+// 1 before it has samples. Safe for concurrent use.
+func (f Factors) Expected(i int, model string) float64 {
+	if f.r == nil || i < 0 || i >= len(f.r.targets) {
+		return 1
+	}
+	mt := f.r.byModel[model]
+	if mt == nil {
+		return 1
+	}
+	if v := f.r.targets[i].cells[mt.id].pubMean.Load(); v != 0 {
+		return math.Float64frombits(v)
+	}
+	return 1
+}
+
 // BatchPredictor serves the batcher's Predictor interface
 // (batcher.Predictor) from the router's model: the profile's time for a
 // batch of rows rows holding tokens tokens on backend i (split into
@@ -200,28 +219,47 @@ func (r *Router) BatchPredictor() BatchPredictor { return BatchPredictor{f: r.Fa
 
 // BatchLatency implements batcher.Predictor.
 func (p BatchPredictor) BatchLatency(backend int, m *backends.Model, rows, tokens int, prio backends.Priority) time.Duration {
+	rtt, t, ok := p.profileTime(backend, m, rows, tokens)
+	if !ok {
+		return rtt
+	}
+	return rtt + scale(t, p.f.Latency(backend, m.Name, prio))
+}
+
+// ExpectedLatency implements batcher.Expecter: the same batch scaled by the
+// learned mean factor instead of a class's quantile (1 until it has
+// samples: the profile, without Config.Margin).
+func (p BatchPredictor) ExpectedLatency(backend int, m *backends.Model, rows, tokens int) time.Duration {
+	rtt, t, ok := p.profileTime(backend, m, rows, tokens)
+	if !ok {
+		return rtt
+	}
+	return rtt + scale(t, p.f.Expected(backend, m.Name))
+}
+
+// profileTime returns backend's round trip and the profile's time for the
+// batch; ok is false when there is nothing to scale (an unknown backend, or
+// hardware without a model of that kind).
+func (p BatchPredictor) profileTime(backend int, m *backends.Model, rows, tokens int) (rtt, t time.Duration, ok bool) {
 	if p.f.r == nil || backend < 0 || backend >= len(p.f.r.targets) {
-		return 0
+		return 0, 0, false
 	}
 	d := p.f.r.targets[backend].desc
 	prof := d.Profile
-	var t time.Duration
 	var bm *backends.BatchModel
 	switch m.Kind {
 	case backends.ModelLLM:
 		if prof.LLM == nil {
-			return d.RTT
+			return d.RTT, 0, false
 		}
-		t = prof.LLM.PrefillTime(tokens)
+		return d.RTT, prof.LLM.PrefillTime(tokens), true
 	case backends.ModelTensor:
 		bm = prof.Vision
 	default:
 		bm = prof.Embedding
 	}
-	if bm != nil {
-		t = bm.SplitTime(rows, tokens)
-	} else if m.Kind != backends.ModelLLM {
-		return d.RTT
+	if bm == nil {
+		return d.RTT, 0, false
 	}
-	return d.RTT + scale(t, p.f.Latency(backend, m.Name, prio))
+	return d.RTT, bm.SplitTime(rows, tokens), true
 }

@@ -254,8 +254,13 @@ func TestBatchPredictorServesBatcher(t *testing.T) {
 	if got := bp.BatchLatency(0, llmModel, 1, 500, backends.Standard); got != want(p.LLM.PrefillTime(500)) {
 		t.Fatalf("llm: %v", got)
 	}
+	// The expected latency has no margin: the profile's, before samples.
+	if got := bp.ExpectedLatency(0, visModel, 3, 0); got != 3*time.Millisecond+p.Vision.BatchTime(3, 0) {
+		t.Fatalf("expected, before samples: %v", got)
+	}
 	// After samples showing the backend twice as slow as its profile, the
-	// batcher's predictions double too.
+	// batcher's predictions double too, expected and at the margin alike
+	// (steady samples: the quantile is the mean).
 	for k := 0; k < 20; k++ {
 		dd, _ := r.Place(t0, visReq(backends.Standard, time.Second), visModel, -1)
 		r.Done(t0, dd, Outcome{E2E: 2 * dd.raw.E2E})
@@ -263,6 +268,10 @@ func TestBatchPredictorServesBatcher(t *testing.T) {
 	if got := bp.BatchLatency(0, visModel, 3, 0, backends.Standard); got != 3*time.Millisecond+scale(p.Vision.BatchTime(3, 0), 2) {
 		t.Fatalf("learned: %v", got)
 	}
+	if got := bp.ExpectedLatency(0, visModel, 3, 0); got != 3*time.Millisecond+scale(p.Vision.BatchTime(3, 0), 2) {
+		t.Fatalf("learned, expected: %v", got)
+	}
+
 	if n := testing.AllocsPerRun(100, func() { bp.BatchLatency(0, visModel, 5, 10, backends.Standard) }); n != 0 {
 		t.Fatalf("%v allocs", n)
 	}

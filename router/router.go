@@ -541,6 +541,8 @@ func (r *Router) publish(c *cell, llm bool) {
 		_, f := st.factorsAt(1, backends.Priority(prio), r.cfg.MinSamples, r.cfg.Margin)
 		c.pub[prio].Store(math.Float64bits(f))
 	}
+	mean, _ := st.factorsAt(1, backends.Standard, r.cfg.MinSamples, r.cfg.Margin)
+	c.pubMean.Store(math.Float64bits(mean))
 }
 
 // SetDown marks backend i unhealthy (down = true) or healthy again, for
