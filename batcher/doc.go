@@ -40,7 +40,8 @@
 // Finished (a dispatched batch is over: its executor is free),
 // Drop (requests whose hard deadline passed: failed with a timeout, never
 // executed), Cancel, SlotsFree, Evict (requests that can no longer meet their
-// SLO here, handed back for the router to place again) and Close (returns
+// SLO here even at the expected latency, an optional Expecter of the
+// Predictor, handed back for the router to place again) and Close (returns
 // every queued request). A request leaves the core exactly once, so it is
 // never executed twice. The only timeout is the request's hard deadline; the
 // batcher has no queue timeout.
