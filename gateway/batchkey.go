@@ -25,85 +25,37 @@ import (
 // safe; a key given twice appears twice, likewise.
 func batchKey(body []byte, skip string, dropFloat bool) string {
 	var stack [16]member
-	ms, ok := topMembers(body, stack[:0])
-	if !ok {
+	ms := stack[:0]
+	n := 2
+	if jsonscan.Members(body, jsonscan.Space(body, 0), func(key, val []byte) bool {
+		if !jsonscan.KeyIs(key, skip) && !(dropFloat && jsonscan.KeyIs(key, "encoding_format") && string(val) == `"float"`) {
+			ms = append(ms, member{key: key, val: val})
+			n += len(key) + len(val) + 4
+		}
+		return true
+	}) < 0 {
 		return string(body) // cannot happen for a decoded body; merged only with an identical body
 	}
-	n := 2
-	kept := ms[:0]
-	for _, m := range ms {
-		if name := m.key[1 : len(m.key)-1]; jsonscan.KeyIs(name, skip) ||
-			dropFloat && jsonscan.KeyIs(name, "encoding_format") && string(m.val) == `"float"` {
-			continue
-		}
-		kept = append(kept, m)
-		n += len(m.key) + len(m.val) + 2
-	}
-	slices.SortFunc(kept, func(a, b member) int { return bytes.Compare(a.key, b.key) })
+	slices.SortFunc(ms, func(a, b member) int { return bytes.Compare(a.key, b.key) })
 	var b strings.Builder
 	b.Grow(n)
 	b.WriteByte('{')
-	for i, m := range kept {
+	for i, m := range ms {
 		if i > 0 {
 			b.WriteByte(',')
 		}
+		b.WriteByte('"')
 		b.Write(m.key)
-		b.WriteByte(':')
+		b.WriteString(`":`)
 		writeCompact(&b, m.val)
 	}
 	b.WriteByte('}')
 	return b.String()
 }
 
-// member is one top-level member of a JSON object: its key with the quotes,
-// as written, and its value, trimmed.
+// member is one top-level member of a JSON object: its key between the
+// quotes, as written, and its value.
 type member struct{ key, val []byte }
-
-// topMembers appends the top-level members of the JSON object in body to
-// ms. It reports false when body is not a well-formed object as far as a
-// scan of its top-level members can tell.
-func topMembers(body []byte, ms []member) ([]member, bool) {
-	i := jsonscan.Space(body, 0)
-	if i >= len(body) || body[i] != '{' {
-		return nil, false
-	}
-	i = jsonscan.Space(body, i+1)
-	if i < len(body) && body[i] == '}' {
-		return ms, true
-	}
-	for i < len(body) {
-		if body[i] != '"' {
-			return nil, false
-		}
-		k := i
-		if i = jsonscan.String(body, i); i < 0 {
-			return nil, false
-		}
-		key := body[k:i]
-		i = jsonscan.Space(body, i)
-		if i >= len(body) || body[i] != ':' {
-			return nil, false
-		}
-		v := jsonscan.Space(body, i+1)
-		if i = jsonscan.Value(body, v); i < 0 {
-			return nil, false
-		}
-		ms = append(ms, member{key: key, val: body[v:i]})
-		i = jsonscan.Space(body, i)
-		if i >= len(body) {
-			return nil, false
-		}
-		switch body[i] {
-		case ',':
-			i = jsonscan.Space(body, i+1)
-		case '}':
-			return ms, true
-		default:
-			return nil, false
-		}
-	}
-	return nil, false
-}
 
 // writeCompact writes the valid JSON value v without the whitespace outside
 // its strings.

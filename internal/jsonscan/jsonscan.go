@@ -146,3 +146,81 @@ func KeyIs(raw []byte, want string) bool {
 	}
 	return j == len(want)
 }
+
+// Members calls fn with the key (the bytes between its quotes, escapes
+// intact) and the value of each member of the JSON object starting at b[i]
+// ('{'), in order, until fn returns false. It returns the index just past the
+// object, or -1 when b is not a well-formed object as far as a scan of its
+// members can tell (fn may have been called for the members before the
+// fault). When fn stops the scan, it returns the index just past the member
+// that stopped it. fn must not retain the slices beyond b's lifetime.
+func Members(b []byte, i int, fn func(key, val []byte) bool) int {
+	if i >= len(b) || b[i] != '{' {
+		return -1
+	}
+	i = Space(b, i+1)
+	if i < len(b) && b[i] == '}' {
+		return i + 1
+	}
+	for i < len(b) {
+		if b[i] != '"' {
+			return -1
+		}
+		k := i
+		if i = String(b, i); i < 0 {
+			return -1
+		}
+		key := b[k+1 : i-1]
+		if i = Space(b, i); i >= len(b) || b[i] != ':' {
+			return -1
+		}
+		v := Space(b, i+1)
+		if i = Value(b, v); i < 0 {
+			return -1
+		}
+		if !fn(key, b[v:i]) {
+			return i
+		}
+		if i = Space(b, i); i >= len(b) {
+			return -1
+		}
+		switch b[i] {
+		case ',':
+			i = Space(b, i+1)
+		case '}':
+			return i + 1
+		default:
+			return -1
+		}
+	}
+	return -1
+}
+
+// Int parses v, a JSON value, as an integer: an optional minus sign and
+// decimal digits, as encoding/json accepts into an int (no fraction, no
+// exponent). It reports false for anything else, and for a value that
+// overflows an int64.
+func Int(v []byte) (int64, bool) {
+	neg := len(v) > 0 && v[0] == '-'
+	if neg {
+		v = v[1:]
+	}
+	if len(v) == 0 || len(v) > 1 && v[0] == '0' {
+		return 0, false
+	}
+	var n uint64
+	for _, c := range v {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		d := uint64(c - '0')
+		if n > (1<<63-1-d)/10 && !(neg && n == (1<<63)/10 && d == 8) {
+			return 0, false
+		}
+		n = n*10 + d
+	}
+	if neg {
+		return -int64(n), true
+	}
+	return int64(n), true
+}
