@@ -461,6 +461,25 @@ func TestSimulateTrace(t *testing.T) {
 	}
 }
 
+// l4LLMFleet is a fleet of L4s (40 LLM sequence slots each) named names,
+// serving ModelLLM without jitter, with a 600 s timeout.
+func l4LLMFleet(t *testing.T, names ...string) (*fleet.File, *catalog.Catalog) {
+	t.Helper()
+	y := "models:\n  - {name: " + ModelLLM + ", kind: llm, timeout: 600s}\nbackends:\n"
+	for _, n := range names {
+		y += "  - {name: " + n + ", hardware: l4, models: [" + ModelLLM + "], jitter: 0}\n"
+	}
+	cat := catalog.Default()
+	f, err := fleet.Parse([]byte(y))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Validate(cat); err != nil {
+		t.Fatal(err)
+	}
+	return f, cat
+}
+
 // TestSimAdmissionPriority: LLM requests pass the backend's admission queue,
 // as in the gateway. On an L4 (40 sequence slots) a burst of 80 sheddable
 // requests fills the slots and queues 40; critical requests that arrive a
@@ -469,24 +488,7 @@ func TestSimulateTrace(t *testing.T) {
 // where the emulator's own first-come queue would serve them last. With
 // batching off there is no admission queue, and they are served last.
 func TestSimAdmissionPriority(t *testing.T) {
-	cat := catalog.Default()
-	f, err := fleet.Parse([]byte(`
-models:
-  - name: ` + ModelLLM + `
-    kind: llm
-    timeout: 600s
-backends:
-  - name: l4-0
-    hardware: l4
-    models: [` + ModelLLM + `]
-    jitter: 0
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Validate(cat); err != nil {
-		t.Fatal(err)
-	}
+	f, cat := l4LLMFleet(t, "l4-0")
 	slo := backends.SLO{TTFT: 500 * time.Second, TPOT: time.Second, E2E: 550 * time.Second} // never refused
 	var items []Item
 	for k := range 90 {
@@ -548,22 +550,7 @@ backends:
 // requests still waiting for its slots are past their first-token target
 // and move to the other L4.
 func TestSimEvictsLateQueue(t *testing.T) {
-	cat := catalog.Default()
-	f, err := fleet.Parse([]byte(`
-models:
-  - name: ` + ModelLLM + `
-    kind: llm
-    timeout: 600s
-backends:
-  - {name: l4-a, hardware: l4, models: [` + ModelLLM + `], jitter: 0}
-  - {name: l4-b, hardware: l4, models: [` + ModelLLM + `], jitter: 0}
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Validate(cat); err != nil {
-		t.Fatal(err)
-	}
+	f, cat := l4LLMFleet(t, "l4-a", "l4-b")
 	const n = 100
 	var items []Item
 	for k := range n {
