@@ -611,7 +611,7 @@ func (s *Sim) evict(b int32, now time.Time) {
 		s.res.Backends[b].Evicted++
 		s.router.Done(now, r.dec, router.Outcome{}) // unexecuted: nothing to learn
 		if r.evictions++; r.evictions > maxSimEvictions {
-			s.finishError(i, 503, "unavailable")
+			s.finishError(i, 502, "unavailable") // batcher.ErrEvicted wraps ErrUnavailable: 502
 			continue
 		}
 		dec, err := s.router.Place(now, &r.req, r.model, int(b))
