@@ -27,7 +27,8 @@ func batchKey(body []byte, skip string, dropFloat bool) string {
 	var stack [16]member
 	ms := stack[:0]
 	n := 2
-	if jsonscan.Members(body, jsonscan.Space(body, 0), func(key, val []byte) bool {
+	if jsonscan.Members(body, jsonscan.Space(body, 0), func(key []byte, vs, ve int) bool {
+		val := body[vs:ve]
 		if !jsonscan.KeyIs(key, skip) && !(dropFloat && jsonscan.KeyIs(key, "encoding_format") && string(val) == `"float"`) {
 			ms = append(ms, member{key: key, val: val})
 			n += len(key) + len(val) + 4

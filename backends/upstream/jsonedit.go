@@ -69,45 +69,14 @@ func splice(b []byte, i, j int, s string) []byte {
 // was found and the bounds of its value, or ok false when the object is
 // malformed.
 func findMember(b []byte, obj int, key string) (found bool, vs, ve int, ok bool) {
-	i := jsonscan.Space(b, obj+1)
-	if i < len(b) && b[i] == '}' {
-		return false, 0, 0, true
-	}
-	for i < len(b) {
-		if b[i] != '"' {
-			return false, 0, 0, false
+	ok = jsonscan.Members(b, obj, func(name []byte, s, e int) bool {
+		if string(name) != key {
+			return true
 		}
-		kEnd := jsonscan.String(b, i)
-		if kEnd < 0 {
-			return false, 0, 0, false
-		}
-		name := b[i+1 : kEnd-1]
-		i = jsonscan.Space(b, kEnd)
-		if i >= len(b) || b[i] != ':' {
-			return false, 0, 0, false
-		}
-		vs = jsonscan.Space(b, i+1)
-		ve = jsonscan.Value(b, vs)
-		if ve < 0 {
-			return false, 0, 0, false
-		}
-		if string(name) == key {
-			return true, vs, ve, true
-		}
-		i = jsonscan.Space(b, ve)
-		if i >= len(b) {
-			return false, 0, 0, false
-		}
-		switch b[i] {
-		case ',':
-			i = jsonscan.Space(b, i+1)
-		case '}':
-			return false, 0, 0, true
-		default:
-			return false, 0, 0, false
-		}
-	}
-	return false, 0, 0, false
+		found, vs, ve = true, s, e
+		return false
+	}) >= 0
+	return found && ok, vs, ve, ok
 }
 
 // modelKey is the member setModel edits.
@@ -178,49 +147,14 @@ func setModel(dst, body []byte, quoted string, all, insert bool) ([]byte, bool) 
 // object or is malformed (up to the first match when all is false).
 func modelSpans(b []byte, spans [][2]int, all bool) (_ [][2]int, obj int, ok bool) {
 	obj = jsonscan.Space(b, 0)
-	if obj >= len(b) || b[obj] != '{' {
+	if jsonscan.Members(b, obj, func(name []byte, vs, ve int) bool {
+		if !jsonscan.KeyIs(name, modelKey) {
+			return true
+		}
+		spans = append(spans, [2]int{vs, ve})
+		return all
+	}) < 0 {
 		return spans, 0, false
 	}
-	i := jsonscan.Space(b, obj+1)
-	if i < len(b) && b[i] == '}' {
-		return spans, obj, true
-	}
-	for i < len(b) {
-		if b[i] != '"' {
-			return spans, 0, false
-		}
-		kEnd := jsonscan.String(b, i)
-		if kEnd < 0 {
-			return spans, 0, false
-		}
-		name := b[i+1 : kEnd-1]
-		i = jsonscan.Space(b, kEnd)
-		if i >= len(b) || b[i] != ':' {
-			return spans, 0, false
-		}
-		vs := jsonscan.Space(b, i+1)
-		ve := jsonscan.Value(b, vs)
-		if ve < 0 {
-			return spans, 0, false
-		}
-		if jsonscan.KeyIs(name, modelKey) {
-			spans = append(spans, [2]int{vs, ve})
-			if !all {
-				return spans, obj, true
-			}
-		}
-		i = jsonscan.Space(b, ve)
-		if i >= len(b) {
-			return spans, 0, false
-		}
-		switch b[i] {
-		case ',':
-			i = jsonscan.Space(b, i+1)
-		case '}':
-			return spans, obj, true
-		default:
-			return spans, 0, false
-		}
-	}
-	return spans, 0, false
+	return spans, obj, true
 }

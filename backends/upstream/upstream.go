@@ -451,7 +451,8 @@ type usageJSON struct {
 // request on the overhead benchmark.
 func parseUsage(b []byte, i int) (u usageJSON, ok bool) {
 	ok = true
-	end := jsonscan.Members(b, i, func(key, val []byte) bool {
+	end := jsonscan.Members(b, i, func(key []byte, vs, ve int) bool {
+		val := b[vs:ve]
 		var dst *int
 		switch {
 		case jsonscan.KeyIs(key, "prompt_tokens"):

@@ -148,13 +148,14 @@ func KeyIs(raw []byte, want string) bool {
 }
 
 // Members calls fn with the key (the bytes between its quotes, escapes
-// intact) and the value of each member of the JSON object starting at b[i]
-// ('{'), in order, until fn returns false. It returns the index just past the
-// object, or -1 when b is not a well-formed object as far as a scan of its
-// members can tell (fn may have been called for the members before the
-// fault). When fn stops the scan, it returns the index just past the member
-// that stopped it. fn must not retain the slices beyond b's lifetime.
-func Members(b []byte, i int, fn func(key, val []byte) bool) int {
+// intact) and the bounds of the value, b[vs:ve], of each member of the JSON
+// object starting at b[i] ('{'), in order, until fn returns false. It
+// returns the index just past the object, or -1 when b is not a well-formed
+// object as far as a scan of its members can tell (fn may have been called
+// for the members before the fault). When fn stops the scan, it returns the
+// index just past the member that stopped it. fn must not retain key beyond
+// b's lifetime.
+func Members(b []byte, i int, fn func(key []byte, vs, ve int) bool) int {
 	if i >= len(b) || b[i] != '{' {
 		return -1
 	}
@@ -178,7 +179,7 @@ func Members(b []byte, i int, fn func(key, val []byte) bool) int {
 		if i = Value(b, v); i < 0 {
 			return -1
 		}
-		if !fn(key, b[v:i]) {
+		if !fn(key, v, i) {
 			return i
 		}
 		if i = Space(b, i); i >= len(b) {
