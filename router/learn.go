@@ -168,15 +168,11 @@ type Factors struct {
 // and the model: 1 + Margin before any sample, 1 for an unknown backend or
 // model.
 func (f Factors) Latency(i int, model string, prio backends.Priority) float64 {
-	if f.r == nil || i < 0 || i >= len(f.r.targets) {
+	c := f.cell(i, model)
+	if c == nil {
 		return 1
 	}
-	prio = min(prio, backends.Sheddable)
-	mt := f.r.byModel[model]
-	if mt == nil {
-		return 1
-	}
-	v := f.r.targets[i].cells[mt.id].pub[prio].Load()
+	v := c.pub[min(prio, backends.Sheddable)].Load()
 	if v == 0 {
 		return 1 + f.r.cfg.Margin // no samples yet
 	}
@@ -187,17 +183,25 @@ func (f Factors) Latency(i int, model string, prio backends.Priority) float64 {
 // latency the batchers scale: end to end for batch models, TTFT for LLMs),
 // 1 before it has samples. Safe for concurrent use.
 func (f Factors) Expected(i int, model string) float64 {
+	if c := f.cell(i, model); c != nil {
+		if v := c.pubMean.Load(); v != 0 {
+			return math.Float64frombits(v)
+		}
+	}
+	return 1
+}
+
+// cell returns backend i's learned state for model, or nil for an unknown
+// backend or model.
+func (f Factors) cell(i int, model string) *cell {
 	if f.r == nil || i < 0 || i >= len(f.r.targets) {
-		return 1
+		return nil
 	}
 	mt := f.r.byModel[model]
 	if mt == nil {
-		return 1
+		return nil
 	}
-	if v := f.r.targets[i].cells[mt.id].pubMean.Load(); v != 0 {
-		return math.Float64frombits(v)
-	}
-	return 1
+	return &f.r.targets[i].cells[mt.id]
 }
 
 // BatchPredictor serves the batcher's Predictor interface

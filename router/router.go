@@ -425,7 +425,7 @@ func (r *Router) Done(now time.Time, d Decision, o Outcome) (ejected bool) {
 const errRateAlpha = 0.05
 
 // eject takes t out of rotation for EjectFor, after which it is re-admitted
-// gradually over EjectFor (see available).
+// gradually over EjectFor (see admits).
 func (r *Router) eject(t *target, now time.Time) {
 	t.failures = 0
 	t.errRate = 0
@@ -550,7 +550,9 @@ func (r *Router) publish(c *cell, llm bool) {
 func (r *Router) SetDown(i int, down bool) { r.targets[i].down = down }
 
 // Available reports whether backend i may receive traffic at now.
-func (r *Router) Available(i int, now time.Time) bool { return r.available(&r.targets[i], now) }
+func (r *Router) Available(i int, now time.Time) bool {
+	return availableAt(&r.targets[i], now.UnixNano())
+}
 
 // Load returns backend i's books.
 func (r *Router) Load(i int) Load { return r.targets[i].load }
@@ -591,11 +593,8 @@ func (t *target) loadInto(ns int64, l *Load) {
 	}
 }
 
-// available reports whether t is in rotation at now: not marked down, not
-// ejected.
-func (r *Router) available(t *target, now time.Time) bool { return availableAt(t, now.UnixNano()) }
-
-// availableAt is available at ns nanoseconds since the epoch.
+// availableAt reports whether t is in rotation at ns nanoseconds since the
+// epoch: not marked down, not ejected.
 func availableAt(t *target, ns int64) bool {
 	return !t.down && (t.ejectedUntil == 0 || ns >= t.ejectedUntil)
 }
