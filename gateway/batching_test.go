@@ -166,9 +166,8 @@ func (f *upstreamFake) Do(ctx context.Context, req *backends.Request, m *backend
 }
 
 // newBatchEnv serves the HTTP front in front of one backend with the given
-// batching settings.
-// newBatchEnv serves one backend with the given batching settings; nil means
-// the batcher's defaults (adaptive) for every model.
+// batching settings; nil means the batcher's defaults (adaptive) for every
+// model.
 func newBatchEnv(t *testing.T, be backends.Backend, cfgs map[string]batcher.Config) *testEnv {
 	t.Helper()
 	if cfgs == nil {

@@ -548,31 +548,44 @@ func TestSimAdmissionPriority(t *testing.T) {
 // router can have learned it; a burst of 100 streams fills both admission
 // queues. When the first request on the slow one finishes, late, the
 // requests still waiting for its slots are past their first-token target
-// and move to the other L4.
+// and move to the other L4; sheddable ones, which can no longer meet their
+// SLO anywhere, are refused instead (the router judges a request from its
+// arrival).
 func TestSimEvictsLateQueue(t *testing.T) {
 	f, cat := l4LLMFleet(t, "l4-a", "l4-b")
 	const n = 100
-	var items []Item
-	for k := range n {
-		items = append(items, Item{At: time.Duration(k) * 10 * time.Microsecond, Op: backends.OpChat, Model: ModelLLM,
-			Priority: backends.Standard, Stream: true, InputTokens: 200, OutputTokens: 20,
-			SLO: backends.SLO{TTFT: time.Second, TPOT: 200 * time.Millisecond, E2E: 5 * time.Second}})
+	run := func(prio backends.Priority) (*RunReport, SimBackendStats, SimBackendStats) {
+		var items []Item
+		for k := range n {
+			items = append(items, Item{At: time.Duration(k) * 10 * time.Microsecond, Op: backends.OpChat, Model: ModelLLM,
+				Priority: prio, Stream: true, InputTokens: 200, OutputTokens: 20,
+				SLO: backends.SLO{TTFT: 10 * time.Second, TPOT: time.Second, E2E: 20 * time.Second}})
+		}
+		rep, res := runItems(t, f, cat, SimOptions{Batching: BatchingAdaptive, Events: []SimEvent{{Backend: 0, Slowdown: 20}}}, items...)
+		a, b := res.Backends[0], res.Backends[1]
+		t.Logf("%v: a: %+v\nb: %+v\nok %d, errors %v", prio, a, b, rep.OK, rep.Errors)
+		if a.Evicted == 0 {
+			t.Fatalf("%v: nothing was handed back from the slow backend", prio)
+		}
+		if b.Evicted != 0 {
+			t.Errorf("%v: %d handed back from the fast backend", prio, b.Evicted)
+		}
+		return rep, a, b
 	}
-	rep, res := runItems(t, f, cat, SimOptions{Batching: BatchingAdaptive, Events: []SimEvent{{Backend: 0, Slowdown: 20}}}, items...)
-	a, b := res.Backends[0], res.Backends[1]
-	t.Logf("a: %+v\nb: %+v\nok %d, errors %v", a, b, rep.OK, rep.Errors)
-	if a.Evicted == 0 {
-		t.Fatal("nothing was handed back from the slow backend")
-	}
-	if b.Evicted != 0 {
-		t.Errorf("%d handed back from the fast backend", b.Evicted)
-	}
-	// Every hand-back is placed again (a standard request is never refused),
-	// and every request ends well.
+	// Standard: every hand-back is placed again (a standard request is never
+	// refused), and every request ends well.
+	rep, a, b := run(backends.Standard)
 	if a.Placed+b.Placed != n+a.Evicted || rep.OK != n {
 		t.Errorf("placed %d + %d for %d requests and %d hand-backs; ok %d, errors %v", a.Placed, b.Placed, n, a.Evicted, rep.OK, rep.Errors)
 	}
 	if a.OK+b.OK != n || b.OK <= n/2 {
 		t.Errorf("completed %d on the slow backend and %d on the other", a.OK, b.OK)
+	}
+	// Sheddable: the hand-backs are past their first-token target, so none
+	// can meet its SLO anywhere any more; each is refused (429), not served
+	// late.
+	rep, a, b = run(backends.Sheddable)
+	if rep.Shed != a.Evicted || a.Placed+b.Placed != n || rep.OK != n-a.Evicted {
+		t.Errorf("sheddable: %d shed of %d hand-backs, placed %d + %d for %d requests, ok %d", rep.Shed, a.Evicted, a.Placed, b.Placed, n, rep.OK)
 	}
 }

@@ -29,7 +29,10 @@
 //     at the request's site first. When none meets the SLO, critical and
 //     standard requests go to the fastest backend; sheddable ones too when
 //     their expected latency (the mean, without the margin) meets it there,
-//     and are refused (backends.ErrShed, 429) when even that misses. Seven baselines (policy.go) pick by
+//     and are refused (backends.ErrShed, 429) when even that misses. The
+//     TTFT and end-to-end targets count from the request's arrival
+//     (elapsed), so a request a batcher handed back is judged on what is
+//     left of its budget. Seven baselines (policy.go) pick by
 //     their own rules: round-robin, random, least-outstanding,
 //     power-of-two-choices, fastest, cheapest, latency-ewma.
 //  4. Place charges the request's work to the chosen backend's books; Done

@@ -56,6 +56,7 @@ type scan struct {
 	bestP, fastP  Prediction
 	p             Prediction // the candidate being predicted
 	minWait       time.Duration
+	el            time.Duration                                // the request's time since arrival (elapsed)
 	picked        [groupLeast + groupMost + affinityWays*2]int // predicted in this class
 	npicked       int
 }
@@ -147,7 +148,7 @@ func (r *Router) consider(ns int64, i int, req *backends.Request, m *backends.Mo
 	if sc.fastest < 0 || faster(p, &sc.fastP, req) || (latency(p, req) == latency(&sc.fastP, req) && t.load.InFlight < r.targets[sc.fastest].load.InFlight) {
 		sc.fastest, sc.fastP = i, *p
 	}
-	if r.cfg.Policy == PolicyFastest || !meets(p, req) {
+	if r.cfg.Policy == PolicyFastest || !meets(p, req, sc.el) {
 		return
 	}
 	if req.Site != "" {

@@ -64,7 +64,7 @@ func (r *Router) baseline(now time.Time, req *backends.Request, m *backends.Mode
 	}
 	var p Prediction
 	r.predictInto(ns, pick, req, m, mt.id, &p)
-	return r.commit(now, pick, &p, req, m, mt.id, meets(&p, req)), nil
+	return r.commit(now, pick, &p, req, m, mt.id, meets(&p, req, elapsed(now, req))), nil
 }
 
 // prefer reports whether backend a beats b under the policies that rank

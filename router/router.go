@@ -204,6 +204,7 @@ func (r *Router) Place(now time.Time, req *backends.Request, m *backends.Model, 
 	}
 	sc := &r.scan
 	sc.reset()
+	sc.el = elapsed(now, req)
 	// Times as ns since the epoch in the scan: time.Time's methods decode
 	// its wall and monotonic parts at every call, per candidate.
 	ns := now.UnixNano()
@@ -223,12 +224,12 @@ func (r *Router) Place(now time.Time, req *backends.Request, m *backends.Model, 
 		return Decision{}, backends.ErrNoBackend
 	}
 	if r.cfg.Policy == PolicyFastest {
-		return r.commit(now, sc.fastest, &sc.fastP, req, m, mt.id, meets(&sc.fastP, req)), nil
+		return r.commit(now, sc.fastest, &sc.fastP, req, m, mt.id, meets(&sc.fastP, req, sc.el)), nil
 	}
 	if sc.best >= 0 {
 		return r.commit(now, sc.best, &sc.bestP, req, m, mt.id, true), nil
 	}
-	if req.Priority == backends.Sheddable && !meetsExpected(&sc.fastP, req) {
+	if req.Priority == backends.Sheddable && !meetsExpected(&sc.fastP, req, sc.el) {
 		ra := sc.minWait
 		if ra < time.Second {
 			ra = time.Second
@@ -620,15 +621,30 @@ func (r *Router) admits(t *target, ns int64) bool {
 }
 
 // meets reports whether p's quantile latencies meet req's SLO (TTFT and TPOT
-// for streams, end to end otherwise).
-func meets(p *Prediction, req *backends.Request) bool {
-	return req.SLO.Met(req.Stream, p.E2E95, p.TTFT95, p.TPOT95)
+// for streams, end to end otherwise) after el, the time the request has
+// already spent since its arrival (see elapsed).
+func meets(p *Prediction, req *backends.Request, el time.Duration) bool {
+	return req.SLO.Met(req.Stream, el+p.E2E95, el+p.TTFT95, p.TPOT95)
 }
 
 // meetsExpected reports whether p's expected latencies (the learned mean,
-// without the class's margin; TPOTExpected for streams) meet req's SLO.
-func meetsExpected(p *Prediction, req *backends.Request) bool {
-	return req.SLO.Met(req.Stream, p.E2E, p.TTFT, p.TPOTExpected)
+// without the class's margin; TPOTExpected for streams) meet req's SLO
+// after el.
+func meetsExpected(p *Prediction, req *backends.Request, el time.Duration) bool {
+	return req.SLO.Met(req.Stream, el+p.E2E, el+p.TTFT, p.TPOTExpected)
+}
+
+// elapsed is the time req has spent since its arrival at now, which counts
+// against its TTFT and end-to-end targets: the client's clock started
+// then. It is about zero at a first placement; a request that a batcher
+// handed back (it could no longer meet its SLO where it waited) is judged
+// on what is left, so a sheddable one that cannot make it any more is
+// refused rather than served late. 0 without an arrival time.
+func elapsed(now time.Time, req *backends.Request) time.Duration {
+	if req.Arrival.IsZero() || !now.After(req.Arrival) {
+		return 0
+	}
+	return now.Sub(req.Arrival)
 }
 
 // latency is the figure "fastest" minimises: TTFT for streams (what the user

@@ -370,3 +370,39 @@ func TestShedOnlyWhenExpectedToMiss(t *testing.T) {
 		t.Fatalf("2000 tokens: bound %v expected %v, want the 1000-token request's %v and %v", q.TPOT, q.TPOTExpected, p.TPOT, p.TPOTExpected)
 	}
 }
+
+// TestElapsedCountsAgainstTheSLO: a request is judged from its arrival. One
+// that already spent most of its budget (a batcher handed it back) no
+// longer meets its target where a fresh one would: a sheddable one is
+// refused, a standard one goes to the fastest backend without its SLO.
+func TestElapsedCountsAgainstTheSLO(t *testing.T) {
+	a := desc("a", llmProfile("a", 1, 30, 100), 0)
+	b := desc("b", llmProfile("b", 2, 20, 100), 0)
+	r := newRouter(t, Config{}, a, b)
+	loose := 100 * time.Millisecond // TPOT: both meet it fresh
+	for _, prio := range []backends.Priority{backends.Standard, backends.Sheddable} {
+		fresh := chat(prio, loose, true)
+		fresh.Arrival = t0
+		d, err := r.Place(t0, fresh, llmModel, -1)
+		if err != nil || d.Backend != a || !d.MeetsSLO {
+			t.Fatalf("%v, fresh: %v meets=%v (%v), want the cheap a within its SLO", prio, d.Backend, d.MeetsSLO, err)
+		}
+		r.Done(t0, d, Outcome{})
+		// The same request 1,995 ms after its arrival: its 2 s TTFT target
+		// is out of reach (the prefill alone takes 13 ms).
+		late := chat(prio, loose, true)
+		late.Arrival = t0.Add(-1995 * time.Millisecond)
+		d, err = r.Place(t0, late, llmModel, -1)
+		switch prio {
+		case backends.Sheddable:
+			if !errors.Is(err, backends.ErrShed) {
+				t.Fatalf("sheddable, late: %v %v, want refused", d.Backend, err)
+			}
+		default:
+			if err != nil || d.Backend != b || d.MeetsSLO {
+				t.Fatalf("%v, late: %v meets=%v (%v), want the fastest (b) without its SLO", prio, d.Backend, d.MeetsSLO, err)
+			}
+			r.Done(t0, d, Outcome{})
+		}
+	}
+}
